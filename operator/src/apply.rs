@@ -1,0 +1,291 @@
+//! The reconciler: read the namespace, decide with pure functions ([`plan`]), then write only what
+//! differs, every write a server-side apply under the field manager `tablesnap-operator`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::Value;
+
+use crate::crd::{TableSnap, TableSnapStatus, TargetKind, TargetStatus};
+use crate::error::{Error, Result};
+use crate::metrics::{ActionLabel, Metrics, ResultLabel};
+use crate::render::{self, FIELD_MANAGER, HASH_ANNOTATION, OWNER_ANNOTATION, SCRATCH_VOLUME, SIDECAR_NAME};
+use crate::resolve::{self, Candidate, DataVolume, Problem, Resolution};
+use crate::{cleanup, status};
+
+/// The finalizer that makes deletion remove the sidecars first.
+pub const FINALIZER: &str = "tablesnap.io/cleanup";
+
+/// What the reconciler needs: a client, an event recorder, metrics.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Publishes events on TableSnaps.
+    pub recorder: Recorder,
+    /// Operator metrics.
+    pub metrics: Metrics,
+}
+
+/// One selected target and what to do with it.
+#[derive(Clone, Debug)]
+pub struct Planned {
+    /// Its kind.
+    pub kind: TargetKind,
+    /// Its name.
+    pub name: String,
+    /// Inject or skip.
+    pub outcome: Outcome,
+}
+
+/// The decision for one target.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Apply `body`, unless the live object already carries it.
+    Apply {
+        /// The data volume the sidecar mounts.
+        data: DataVolume,
+        /// The server-side apply body.
+        body: Value,
+        /// The live pod template already has this exact sidecar.
+        up_to_date: bool,
+        /// The label selector of the target's pods.
+        pod_selector: String,
+    },
+    /// Touch nothing; report this.
+    Skip(Problem),
+}
+
+/// Everything one reconcile will do.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// Selected targets.
+    pub targets: Vec<Planned>,
+    /// Targets carrying our sidecar for this TableSnap that are no longer selected.
+    pub removals: Vec<(TargetKind, String)>,
+}
+
+fn pod_selector(candidate: &Candidate<'_>) -> String {
+    match candidate {
+        Candidate::StatefulSet(sts) => sts
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.match_labels.as_ref())
+            .map(|l| l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+            .unwrap_or_default(),
+        Candidate::Datacenter(dc) => format!("{}={}", resolve::CASS_OPERATOR_DC_LABEL, dc.name_any()),
+    }
+}
+
+fn up_to_date(candidate: &Candidate<'_>, ts_name: &str, body: &Value) -> bool {
+    let annotations = candidate.template_annotations();
+    let pod = candidate.pod_spec().unwrap_or_default();
+    annotations.get(HASH_ANNOTATION).map(String::as_str) == render::body_hash(body)
+        && annotations.get(OWNER_ANNOTATION).map(String::as_str) == Some(ts_name)
+        && pod.init_containers.iter().flatten().any(|c| c.name == SIDECAR_NAME)
+        && pod.volumes.iter().flatten().any(|v| v.name == SCRATCH_VOLUME)
+}
+
+/// Decide, for one TableSnap and the namespace's objects, what to inject, skip and remove.
+pub fn plan(ts: &TableSnap, tablesnaps: &[TableSnap], statefulsets: &[StatefulSet], datacenters: &[DynamicObject]) -> Plan {
+    let name = ts.name_any();
+    let targets = &ts.spec.targets;
+    let candidates: Vec<Candidate<'_>> = statefulsets
+        .iter()
+        .map(Candidate::StatefulSet)
+        .chain(datacenters.iter().map(Candidate::Datacenter))
+        .collect();
+    let selected: Vec<&Candidate<'_>> = candidates.iter().filter(|c| resolve::selects(targets, c.kind(), &c.name(), c.labels())).collect();
+    let selected_dcs: Vec<String> = selected.iter().filter(|c| c.kind() == TargetKind::CassandraDatacenter).map(|c| c.name()).collect();
+
+    let mut plan = Plan::default();
+    for candidate in &selected {
+        let (kind, target) = (candidate.kind(), candidate.name());
+        let outcome = match resolve::resolve(candidate, targets, &selected_dcs) {
+            Resolution::Ignore => continue,
+            Resolution::Skip(problem) => Outcome::Skip(problem),
+            Resolution::Inject(data) => match resolve::claimant(tablesnaps, kind, &target, candidate.labels()) {
+                Some(other) if other.name_any() != name => Outcome::Skip(Problem {
+                    reason: "Conflict",
+                    message: format!(
+                        "{} {target} is already backed up by the older TableSnap {}; delete one of the two or narrow its targets",
+                        kind.as_str(),
+                        other.name_any()
+                    ),
+                }),
+                _ => {
+                    let body = render::apply_body(ts, kind, &target, &targets.container, &data);
+                    Outcome::Apply { up_to_date: up_to_date(candidate, &name, &body), pod_selector: pod_selector(candidate), data, body }
+                }
+            },
+        };
+        plan.targets.push(Planned { kind, name: target, outcome });
+    }
+    for candidate in &candidates {
+        let ours = candidate.template_annotations().get(OWNER_ANNOTATION) == Some(&name);
+        let applied = plan
+            .targets
+            .iter()
+            .any(|p| p.kind == candidate.kind() && p.name == candidate.name() && matches!(p.outcome, Outcome::Apply { .. }));
+        if ours && !applied {
+            plan.removals.push((candidate.kind(), candidate.name()));
+        }
+    }
+    plan
+}
+
+/// The API of one target kind in a namespace.
+pub fn target_api(client: &Client, kind: TargetKind, namespace: &str) -> Api<DynamicObject> {
+    let ar = match kind {
+        TargetKind::StatefulSet => kube::api::ApiResource::erase::<StatefulSet>(&()),
+        TargetKind::CassandraDatacenter => resolve::cassandra_datacenter_resource(),
+    };
+    Api::namespaced_with(client.clone(), namespace, &ar)
+}
+
+/// Server-side apply of `body` to a target under our field manager.
+pub async fn server_side_apply(client: &Client, kind: TargetKind, namespace: &str, name: &str, body: &Value) -> Result<()> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    target_api(client, kind, namespace).patch(name, &params, &Patch::Apply(body)).await?;
+    Ok(())
+}
+
+/// The namespace's StatefulSets and CassandraDatacenters (none when cass-operator is not installed).
+pub async fn list_targets(client: &Client, namespace: &str) -> Result<(Vec<StatefulSet>, Vec<DynamicObject>)> {
+    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), namespace).list(&ListParams::default()).await?.items;
+    let datacenters = match target_api(client, TargetKind::CassandraDatacenter, namespace).list(&ListParams::default()).await {
+        Ok(list) => list.items,
+        Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    Ok((statefulsets, datacenters))
+}
+
+/// Publish an event on a TableSnap; a failure is logged, never fails the reconcile.
+pub async fn publish(ctx: &Context, ts: &TableSnap, type_: EventType, reason: &str, note: String) {
+    let event = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+    if let Err(error) = ctx.recorder.publish(&event, &ts.object_ref(&())).await {
+        tracing::warn!(%error, reason, "could not publish an event");
+    }
+}
+
+/// Reconcile one TableSnap: the finalizer first, then apply or clean up.
+pub async fn reconcile(ts: Arc<TableSnap>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let namespace = ts.namespace().ok_or_else(|| Error::InvalidObject(format!("TableSnap {} has no namespace", ts.name_any())))?;
+    let api: Api<TableSnap> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, ts, |event| async {
+        match event {
+            FinalizerEvent::Apply(ts) => apply(&ts, &ctx).await,
+            FinalizerEvent::Cleanup(ts) => cleanup::cleanup(&ts, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.duration.observe(started.elapsed().as_secs_f64());
+    let label = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics.reconciles.get_or_create(&ResultLabel { result: label }).inc();
+    result
+}
+
+async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
+    let client = &ctx.client;
+    let namespace = ts.namespace().unwrap_or_default();
+    let name = ts.name_any();
+    let tablesnaps = Api::<TableSnap>::namespaced(client.clone(), &namespace).list(&ListParams::default()).await?.items;
+    let (statefulsets, datacenters) = list_targets(client, &namespace).await?;
+    let plan = plan(ts, &tablesnaps, &statefulsets, &datacenters);
+    let previous = ts.status.as_ref();
+    let was = |kind: TargetKind, target: &str| previous.and_then(|s| s.targets.iter().find(|t| t.kind == kind.as_str() && t.name == target));
+
+    let mut targets = Vec::new();
+    for planned in &plan.targets {
+        let (kind, target) = (planned.kind, planned.name.as_str());
+        match &planned.outcome {
+            Outcome::Apply { data, body, up_to_date, pod_selector } => {
+                if !up_to_date {
+                    server_side_apply(client, kind, &namespace, target, body).await?;
+                    ctx.metrics.applies.get_or_create(&ActionLabel { action: "inject" }).inc();
+                    tracing::info!(tablesnap = %name, kind = kind.as_str(), target, volume = %data.volume, "applied the tablesnap sidecar");
+                    publish(ctx, ts, EventType::Normal, "Injected", format!("applied the tablesnap sidecar to {} {target}", kind.as_str())).await;
+                }
+                let pods = Api::<Pod>::namespaced(client.clone(), &namespace).list(&ListParams::default().labels(pod_selector)).await?.items;
+                let (ready, total) = status::pods_with_agent(&pods);
+                targets.push(TargetStatus {
+                    kind: kind.as_str().into(),
+                    name: target.into(),
+                    volume: Some(data.volume.clone()),
+                    mount_path: Some(data.mount_path.clone()),
+                    injected: true,
+                    pods_ready: ready,
+                    pods_total: total,
+                    reason: None,
+                    message: None,
+                });
+            }
+            Outcome::Skip(problem) => {
+                ctx.metrics.skipped.inc();
+                let before = was(kind, target).and_then(|t| t.reason.as_deref());
+                if before != Some(problem.reason) {
+                    tracing::warn!(tablesnap = %name, kind = kind.as_str(), target, reason = problem.reason, message = %problem.message, "skipped a target");
+                    let reason = if problem.reason == "Conflict" { "Conflict" } else { "TargetSkipped" };
+                    publish(ctx, ts, EventType::Warning, reason, problem.message.clone()).await;
+                }
+                targets.push(TargetStatus {
+                    kind: kind.as_str().into(),
+                    name: target.into(),
+                    reason: Some(problem.reason.into()),
+                    message: Some(problem.message.clone()),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    for (kind, target) in &plan.removals {
+        remove_from(ctx, ts, *kind, &namespace, target).await?;
+    }
+
+    let now = Time(jiff::Timestamp::now());
+    let new_status = status::compute(targets, ts.metadata.generation, previous, now);
+    if previous != Some(&new_status) {
+        patch_status(client, &namespace, &name, &new_status).await?;
+    }
+    Ok(if status::settled(&new_status) {
+        Action::requeue(Duration::from_secs(300))
+    } else {
+        Action::requeue(Duration::from_secs(30))
+    })
+}
+
+/// Remove our fields from one target and say so.
+pub async fn remove_from(ctx: &Context, ts: &TableSnap, kind: TargetKind, namespace: &str, target: &str) -> Result<()> {
+    let body = render::removal_body(kind, target, namespace);
+    match server_side_apply(&ctx.client, kind, namespace, target, &body).await {
+        Err(Error::Kube(kube::Error::Api(status))) if status.code == 404 => return Ok(()),
+        other => other?,
+    }
+    ctx.metrics.applies.get_or_create(&ActionLabel { action: "remove" }).inc();
+    tracing::info!(tablesnap = %ts.name_any(), kind = kind.as_str(), target, "removed the tablesnap sidecar");
+    publish(ctx, ts, EventType::Normal, "Removed", format!("removed the tablesnap sidecar from {} {target}", kind.as_str())).await;
+    Ok(())
+}
+
+/// Write the status through the status subresource, server-side apply under our field manager.
+pub async fn patch_status(client: &Client, namespace: &str, name: &str, status: &TableSnapStatus) -> Result<()> {
+    let body = serde_json::json!({
+        "apiVersion": TableSnap::api_version(&()),
+        "kind": TableSnap::kind(&()),
+        "status": status,
+    });
+    Api::<TableSnap>::namespaced(client.clone(), namespace)
+        .patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await?;
+    Ok(())
+}

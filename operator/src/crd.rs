@@ -1,0 +1,360 @@
+//! The `TableSnap` custom resource: what to back up (the agent's flags), which Cassandra objects get
+//! the sidecar, and the status the operator reports. Validation runs at the API server as CEL rules.
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, SecurityContext};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The image the sidecar runs unless `spec.agent.image` says otherwise.
+pub const DEFAULT_AGENT_IMAGE: &str = "ghcr.io/tablesnap/tablesnap:0.1.0";
+/// The port of the agent's `/healthz` and `/metrics` endpoint unless `spec.agent.httpPort` says otherwise.
+pub const DEFAULT_AGENT_PORT: i32 = 9090;
+
+/// Desired state of a TableSnap: the bucket and agent flags, the targets, the agent container.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "tablesnap.io",
+    version = "v1alpha1",
+    kind = "TableSnap",
+    namespaced,
+    shortname = "tsnap",
+    status = "TableSnapStatus",
+    cel,
+    printcolumn = r#"{"name":"Bucket","type":"string","jsonPath":".spec.bucket"}"#,
+    printcolumn = r#"{"name":"Targets","type":"integer","jsonPath":".status.targetCount"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.include) && has(self.exclude))").message("set include or exclude, not both"))]
+#[x_kube(validation = Rule::new("!has(self.sseKmsKeyId) || self.withSse").message("sseKmsKeyId needs withSse: true"))]
+pub struct TableSnapSpec {
+    /// S3 bucket name, or `file:///dir` for a directory on a mounted volume.
+    #[x_kube(validation = Rule::new("self.startsWith('file:///') || self.matches('^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$')").message("bucket must be an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens) or file:///absolute/dir"))]
+    pub bucket: String,
+    /// Key prefix inside the bucket (`--prefix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// S3-compatible endpoint URL (`--endpoint-url`), e.g. for Garage, MinIO or Ceph RGW.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("endpoint must be an http:// or https:// URL"))]
+    pub endpoint: Option<String>,
+    /// AWS region (`--aws-region`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Virtual-hosted-style addressing (`--virtual-hosted-style`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub virtual_hosted_style: bool,
+    /// Directories to watch; default: the data volume's mount path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(p, p.startsWith('/'))").message("every path must be absolute"))]
+    pub paths: Vec<String>,
+    /// Watch subdirectories too (`--recursive`).
+    #[serde(default = "yes")]
+    pub recursive: bool,
+    /// Watch directories created later (`--auto-add`).
+    #[serde(default = "yes")]
+    pub auto_add: bool,
+    /// Upload files already present at start (`--backup`).
+    #[serde(default = "yes")]
+    pub backup_existing: bool,
+    /// Only files whose path matches one of these regexes (`--include`); never with `exclude`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<Vec<String>>,
+    /// Skip files whose path matches one of these regexes (`--exclude`); never with `include`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<Vec<String>>,
+    /// inotify events that make a file ready in generic mode (`--listen-events`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listen_events: Vec<ListenEvent>,
+    /// Capture mode: `cassandra` waits for whole committed SSTables, `generic` uploads on events.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Largest file to upload, in MB (`--max-upload-size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("maxUploadSize must be at least 1 (MB)"))]
+    pub max_upload_size: Option<i64>,
+    /// Multipart chunk size in MB (`--multipart-chunk-size`), within S3's limits 5..5120.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 5 && self <= 5120").message("multipartChunkSize must be between 5 and 5120 (MB), S3's part size limits"))]
+    pub multipart_chunk_size: Option<i64>,
+    /// Upload threads (`--threads`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 256").message("threads must be between 1 and 256"))]
+    pub threads: Option<i64>,
+    /// Separator between the agent name and the file path in keys (`--keyname-separator`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyname_separator: Option<String>,
+    /// Do not write `-listdir.json` indexes (`--without-index`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub without_index: bool,
+    /// Delete files in `backups/` directories once uploaded (`--delete-on-backup`); mounts the data writable.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub delete_on_backup: bool,
+    /// S3 storage class (`--storage-class`), e.g. STANDARD_IA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Z_]+$')").message("storageClass must be an S3 storage class such as STANDARD or STANDARD_IA"))]
+    pub storage_class: Option<String>,
+    /// Server-side encryption (`--with-sse`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub with_sse: bool,
+    /// KMS key for server-side encryption (`--sse-kms-key-id`); needs `withSse`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse_kms_key_id: Option<String>,
+    /// Which Cassandra objects get the sidecar.
+    pub targets: Targets,
+    /// Where the agent gets its S3 credentials.
+    #[serde(default)]
+    pub credentials: Credentials,
+    /// The agent container: image, resources, security context.
+    #[serde(default)]
+    pub agent: AgentSpec,
+}
+
+/// Events that make a file ready in generic mode.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenEvent {
+    /// A file was moved into a watched directory.
+    #[serde(rename = "IN_MOVED_TO")]
+    MovedTo,
+    /// A file opened for writing was closed.
+    #[serde(rename = "IN_CLOSE_WRITE")]
+    CloseWrite,
+    /// A file was created.
+    #[serde(rename = "IN_CREATE")]
+    Create,
+}
+
+impl ListenEvent {
+    /// The agent's spelling of the event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenEvent::MovedTo => "IN_MOVED_TO",
+            ListenEvent::CloseWrite => "IN_CLOSE_WRITE",
+            ListenEvent::Create => "IN_CREATE",
+        }
+    }
+}
+
+/// The agent's capture mode.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Whole committed SSTables, then the index.
+    #[default]
+    Cassandra,
+    /// Any file, when a listened event fires.
+    Generic,
+}
+
+impl Mode {
+    /// The agent's spelling of the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Cassandra => "cassandra",
+            Mode::Generic => "generic",
+        }
+    }
+}
+
+/// Kinds of object the operator injects into.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TargetKind {
+    /// A plain `apps/v1` StatefulSet (Bitnami chart, hand written, ...).
+    StatefulSet,
+    /// A cass-operator `cassandra.datastax.com/v1beta1` CassandraDatacenter.
+    CassandraDatacenter,
+}
+
+impl TargetKind {
+    /// The Kubernetes kind name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::StatefulSet => "StatefulSet",
+            TargetKind::CassandraDatacenter => "CassandraDatacenter",
+        }
+    }
+}
+
+/// Which objects in the TableSnap's namespace get the sidecar: a label selector or one name.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.selector) != has(self.name)").message("set exactly one of targets.selector and targets.name"))]
+#[x_kube(validation = Rule::new("!has(self.name) || has(self.kind)").message("targets.name needs targets.kind (StatefulSet or CassandraDatacenter)"))]
+pub struct Targets {
+    /// Label selector over StatefulSets and CassandraDatacenters of the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// The name of one target (with `kind`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Restrict to one kind; required with `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<TargetKind>,
+    /// The Cassandra container's name in the pod template.
+    #[serde(default = "default_container")]
+    pub container: String,
+    /// Override: the volume holding Cassandra's data, for unusual layouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_volume: Option<String>,
+    /// Override: where that volume is mounted in the Cassandra container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('/')").message("dataPath must be an absolute path"))]
+    pub data_path: Option<String>,
+}
+
+/// How the agent authenticates to S3.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.mode != 'Secret' || has(self.secretRef)").message("credentials.mode Secret needs credentials.secretRef"))]
+#[x_kube(validation = Rule::new("self.mode == 'Secret' || !has(self.secretRef)").message("credentials.secretRef is only used with credentials.mode Secret"))]
+pub struct Credentials {
+    /// `ServiceAccount` (IRSA, EKS Pod Identity, instance profile) or `Secret`.
+    #[serde(default)]
+    pub mode: CredentialsMode,
+    /// The Secret with the keys; the operator never reads it, the kubelet does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+}
+
+/// Where credentials come from.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CredentialsMode {
+    /// The pod's service account and the AWS credential chain.
+    #[default]
+    ServiceAccount,
+    /// Environment variables from a Secret.
+    Secret,
+}
+
+/// A Secret in the TableSnap's namespace and the key names in it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Secret name.
+    #[x_kube(validation = Rule::new("self != ''").message("secretRef.name must not be empty"))]
+    pub name: String,
+    /// Key of the access key id.
+    #[serde(default = "default_access_key")]
+    pub access_key_id_key: String,
+    /// Key of the secret access key.
+    #[serde(default = "default_secret_key")]
+    pub secret_access_key_key: String,
+    /// Key of a session token, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token_key: Option<String>,
+}
+
+/// Overrides for the sidecar container.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSpec {
+    /// Image of the agent; default the release's image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Pull policy of the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+    /// Resources; default requests 50m CPU / 64Mi, limit 256Mi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Security context; default non-root, read-only root filesystem, no privilege escalation, no capabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+    /// Port of `/healthz` and `/metrics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 65535").message("httpPort must be a port number 1..65535"))]
+    pub http_port: Option<i32>,
+    /// Log format of the agent: `text` or `json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == 'text' || self == 'json'").message("logFormat must be text or json"))]
+    pub log_format: Option<String>,
+}
+
+/// What the operator observed and did.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TableSnapStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Number of targets selected.
+    #[serde(default)]
+    pub target_count: i32,
+    /// Ready, TargetsResolved, Injected, Degraded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// One entry per selected target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetStatus>,
+}
+
+/// The state of one target.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStatus {
+    /// StatefulSet or CassandraDatacenter.
+    pub kind: String,
+    /// Object name.
+    pub name: String,
+    /// The data volume the agent mounts, when resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    /// Its mount path, when resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_path: Option<String>,
+    /// Whether the sidecar is applied to this target.
+    #[serde(default)]
+    pub injected: bool,
+    /// Pods of the target whose agent container is running.
+    #[serde(default)]
+    pub pods_ready: i32,
+    /// Pods of the target.
+    #[serde(default)]
+    pub pods_total: i32,
+    /// Why the target is not injected, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A sentence for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl TableSnapSpec {
+    /// The agent port in effect.
+    pub fn http_port(&self) -> i32 {
+        self.agent.http_port.unwrap_or(DEFAULT_AGENT_PORT)
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn default_container() -> String {
+    "cassandra".to_owned()
+}
+
+fn default_access_key() -> String {
+    "AWS_ACCESS_KEY_ID".to_owned()
+}
+
+fn default_secret_key() -> String {
+    "AWS_SECRET_ACCESS_KEY".to_owned()
+}
+
+/// The CRD as YAML, exactly what `crdgen` writes to `crds/tablesnap.yaml`.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let yaml = serde_yaml::to_string(&TableSnap::crd()).expect("the CRD serializes to YAML");
+    format!("# Generated by `cargo run -p tablesnap-operator --bin crdgen`; do not edit.\n{yaml}")
+}
+
+/// Where the generated CRD is committed, relative to the repository root.
+pub const CRD_FILES: [&str; 2] = ["crds/tablesnap.yaml", "charts/tablesnap/crds/tablesnap.yaml"];

@@ -1,0 +1,101 @@
+//! The TableSnap status: per-target state, pod counts from container statuses, and the four
+//! conditions, computed as pure functions so that an unchanged world yields an unchanged status.
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::crd::{TableSnapStatus, TargetStatus};
+use crate::render::SIDECAR_NAME;
+
+/// Pods whose agent container is running, and all pods.
+pub fn pods_with_agent(pods: &[Pod]) -> (i32, i32) {
+    let running = pods
+        .iter()
+        .filter(|p| {
+            let statuses = p.status.as_ref().and_then(|s| s.init_container_statuses.as_ref());
+            statuses.into_iter().flatten().any(|c| {
+                c.name == SIDECAR_NAME && c.state.as_ref().is_some_and(|s| s.running.is_some())
+            })
+        })
+        .count();
+    (count(running), count(pods.len()))
+}
+
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn condition(type_: &str, ok: bool, reason: &str, message: String, generation: Option<i64>, now: &Time) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: now.clone(),
+    }
+}
+
+/// The status for these targets. Conditions whose status did not change keep their previous
+/// transition time, so that recomputing an unchanged status yields an equal value.
+pub fn compute(targets: Vec<TargetStatus>, generation: Option<i64>, previous: Option<&TableSnapStatus>, now: Time) -> TableSnapStatus {
+    let problems: Vec<&TargetStatus> = targets.iter().filter(|t| t.reason.is_some()).collect();
+    let injected: Vec<&TargetStatus> = targets.iter().filter(|t| t.injected).collect();
+    let (ready, total) = injected.iter().fold((0, 0), |(r, t), s| (r + s.pods_ready, t + s.pods_total));
+    let describe = |ts: &[&TargetStatus]| {
+        ts.iter()
+            .map(|t| format!("{} {}: {}", t.kind, t.name, t.message.clone().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+
+    let resolved = if targets.is_empty() {
+        condition("TargetsResolved", false, "NoTargets", "the selector matches no StatefulSet or CassandraDatacenter in this namespace".into(), generation, &now)
+    } else if problems.is_empty() {
+        condition("TargetsResolved", true, "Resolved", format!("{} target(s) resolved", targets.len()), generation, &now)
+    } else {
+        condition("TargetsResolved", false, problems[0].reason.as_deref().unwrap_or("Unresolved"), describe(&problems), generation, &now)
+    };
+    let inject = if injected.is_empty() {
+        condition("Injected", false, "NothingInjected", "no target has the sidecar".into(), generation, &now)
+    } else {
+        condition("Injected", true, "Applied", format!("the sidecar is applied to {} target(s)", injected.len()), generation, &now)
+    };
+    let all_running = ready == total;
+    let degraded_reason = if !problems.is_empty() && !injected.is_empty() {
+        Some(("SomeTargetsSkipped", describe(&problems)))
+    } else if !injected.is_empty() && !all_running {
+        Some(("AgentsNotRunning", format!("the agent runs in {ready} of {total} pods")))
+    } else {
+        None
+    };
+    let degraded = match degraded_reason {
+        Some((reason, message)) => condition("Degraded", true, reason, message, generation, &now),
+        None => condition("Degraded", false, "AsDesired", "nothing is degraded".into(), generation, &now),
+    };
+    let is_ready = !targets.is_empty() && problems.is_empty() && all_running;
+    let ready_cond = if is_ready {
+        condition("Ready", true, "AllPodsProtected", format!("the agent runs in all {total} pod(s)"), generation, &now)
+    } else if targets.is_empty() {
+        condition("Ready", false, "NoTargets", "no target selected".into(), generation, &now)
+    } else if !problems.is_empty() {
+        condition("Ready", false, "TargetsNotInjected", describe(&problems), generation, &now)
+    } else {
+        condition("Ready", false, "AgentsStarting", format!("the agent runs in {ready} of {total} pods"), generation, &now)
+    };
+
+    let mut conditions = vec![ready_cond, resolved, inject, degraded];
+    for c in &mut conditions {
+        if let Some(old) = previous.and_then(|p| p.conditions.iter().find(|o| o.type_ == c.type_))
+            && old.status == c.status
+        {
+            c.last_transition_time = old.last_transition_time.clone();
+        }
+    }
+    TableSnapStatus { observed_generation: generation, target_count: count(targets.len()), conditions, targets }
+}
+
+/// Whether every pod of every injected target runs the agent (used to requeue sooner during rollouts).
+pub fn settled(status: &TableSnapStatus) -> bool {
+    status.targets.iter().filter(|t| t.injected).all(|t| t.pods_ready == t.pods_total)
+}
