@@ -289,3 +289,69 @@ pub async fn patch_status(client: &Client, namespace: &str, name: &str, status: 
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples;
+
+    fn outcome<'a>(plan: &'a Plan, kind: TargetKind, name: &str) -> &'a Outcome {
+        &plan.targets.iter().find(|p| p.kind == kind && p.name == name).unwrap_or_else(|| panic!("{name} not planned")).outcome
+    }
+
+    #[test]
+    fn plan_over_all_samples() {
+        let ts = samples::tablesnap();
+        let plan = plan(&ts, std::slice::from_ref(&ts), &samples::statefulsets(), &samples::datacenters());
+        let names: Vec<&str> = plan.targets.iter().map(|p| p.name.as_str()).collect();
+        // cass-operator's StatefulSet is left out because its CassandraDatacenter dc1 is selected.
+        assert_eq!(names, ["cassandra", "cass-manual", "cass-ephemeral", "dc1", "dc2"]);
+        assert!(matches!(outcome(&plan, TargetKind::StatefulSet, "cassandra"), Outcome::Apply { up_to_date: false, .. }));
+        assert!(matches!(outcome(&plan, TargetKind::CassandraDatacenter, "dc1"), Outcome::Apply { .. }));
+        let Outcome::Apply { pod_selector, .. } = outcome(&plan, TargetKind::CassandraDatacenter, "dc1") else { unreachable!() };
+        assert_eq!(pod_selector, "cassandra.datastax.com/datacenter=dc1");
+        let Outcome::Apply { pod_selector, .. } = outcome(&plan, TargetKind::StatefulSet, "cassandra") else { unreachable!() };
+        assert_eq!(pod_selector, "app.kubernetes.io/instance=cassandra,app.kubernetes.io/name=cassandra");
+        assert!(matches!(outcome(&plan, TargetKind::StatefulSet, "cass-ephemeral"), Outcome::Skip(p) if p.reason == "DataVolumeNotFound"));
+        assert!(matches!(outcome(&plan, TargetKind::CassandraDatacenter, "dc2"), Outcome::Skip(p) if p.reason == "ManagedByK8ssandra"));
+        assert!(plan.removals.is_empty());
+    }
+
+    #[test]
+    fn applied_target_is_up_to_date_and_unselected_one_is_removed() {
+        let ts = samples::tablesnap();
+        let mut statefulsets = samples::statefulsets();
+        let first = plan(&ts, std::slice::from_ref(&ts), &statefulsets, &[]);
+        let Outcome::Apply { body, .. } = outcome(&first, TargetKind::StatefulSet, "cassandra") else { panic!() };
+        let patched = render::merged(&serde_json::to_value(&statefulsets[1]).unwrap(), body);
+        statefulsets[1] = serde_json::from_value(patched).unwrap();
+        let second = plan(&ts, std::slice::from_ref(&ts), &statefulsets, &[]);
+        assert!(matches!(outcome(&second, TargetKind::StatefulSet, "cassandra"), Outcome::Apply { up_to_date: true, .. }));
+
+        // A spec change makes it stale again.
+        let mut changed = ts.clone();
+        changed.spec.prefix = Some("other".into());
+        let third = plan(&changed, std::slice::from_ref(&changed), &statefulsets, &[]);
+        assert!(matches!(outcome(&third, TargetKind::StatefulSet, "cassandra"), Outcome::Apply { up_to_date: false, .. }));
+
+        // The label goes away: the target is removed, not skipped.
+        statefulsets[1].metadata.labels.as_mut().unwrap().remove("backup");
+        let fourth = plan(&ts, std::slice::from_ref(&ts), &statefulsets, &[]);
+        assert_eq!(fourth.removals, [(TargetKind::StatefulSet, "cassandra".to_owned())]);
+    }
+
+    #[test]
+    fn the_newer_tablesnap_reports_a_conflict() {
+        let older = samples::tablesnap();
+        let mut newer = samples::tablesnap();
+        newer.metadata.name = Some("hourly".into());
+        newer.metadata.creation_timestamp = Some(Time("2026-03-01T00:00:00Z".parse().unwrap()));
+        let all = [older.clone(), newer.clone()];
+        let statefulsets = samples::statefulsets();
+        let p = plan(&newer, &all, &statefulsets, &[]);
+        let Outcome::Skip(problem) = outcome(&p, TargetKind::StatefulSet, "cassandra") else { panic!("expected a conflict") };
+        assert_eq!(problem.reason, "Conflict");
+        assert!(problem.message.contains("older TableSnap nightly"), "{}", problem.message);
+        assert!(matches!(outcome(&plan(&older, &all, &statefulsets, &[]), TargetKind::StatefulSet, "cassandra"), Outcome::Apply { .. }));
+    }
+}

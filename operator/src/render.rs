@@ -275,3 +275,142 @@ pub fn merged(live: &Value, body: &Value) -> Value {
         (_, b) => b.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples;
+
+    fn data() -> DataVolume {
+        DataVolume { volume: "data".into(), mount_path: "/bitnami/cassandra".into() }
+    }
+
+    #[test]
+    fn default_args_match_the_agent_cli() {
+        let args = agent_args(&samples::tablesnap(), &data());
+        assert_eq!(
+            args,
+            [
+                "--name", "$(POD_NAME)", "--mode", "cassandra", "--http-listen", "0.0.0.0:9090", "--log-format", "json",
+                "--staging-dir", "/var/tmp/tablesnap/staging", "--prefix", "prod", "--aws-region", "eu-west-1",
+                "--recursive", "--auto-add", "--backup", "cassandra-backups", "/bitnami/cassandra",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_option_becomes_its_flag() {
+        let mut ts = samples::tablesnap_all_options();
+        ts.spec.paths = vec!["/a".into(), "/b".into()];
+        ts.spec.max_upload_size = Some(1024);
+        ts.spec.keyname_separator = Some("|".into());
+        ts.spec.without_index = true;
+        ts.spec.virtual_hosted_style = true;
+        let args = agent_args(&ts, &data()).join(" ");
+        for expected in [
+            "--mode generic",
+            "--http-listen 0.0.0.0:9191",
+            "--endpoint-url https://s3.example.internal",
+            "--storage-class STANDARD_IA",
+            "--sse-kms-key-id alias/cassandra",
+            "--max-upload-size 1024",
+            "--multipart-chunk-size 64",
+            "--threads 8",
+            "--keyname-separator |",
+            "--virtual-hosted-style",
+            "--without-index",
+            "--delete-on-backup",
+            "--with-sse",
+            "--listen-events IN_MOVED_TO --listen-events IN_CLOSE_WRITE",
+            "--include .*-Data\\.db$",
+        ] {
+            assert!(args.contains(expected), "{expected:?} missing from {args}");
+        }
+        assert!(args.ends_with("cassandra-backups /a /b"), "{args}");
+        assert!(!args.contains("--staging-dir"), "generic mode needs no staging dir: {args}");
+        assert!(!args.contains("--aws-key") && !args.contains("--aws-secret"), "credentials never on the command line");
+    }
+
+    #[test]
+    fn sidecar_is_native_read_only_and_has_liveness_but_no_readiness() {
+        let c = sidecar(&samples::tablesnap(), &data());
+        assert_eq!(c.restart_policy.as_deref(), Some("Always"));
+        assert!(c.readiness_probe.is_none());
+        let probe = c.liveness_probe.unwrap().http_get.unwrap();
+        assert_eq!((probe.path.as_deref(), probe.port), (Some("/healthz"), IntOrString::Int(9090)));
+        let mounts = c.volume_mounts.unwrap();
+        assert_eq!((mounts[0].name.as_str(), mounts[0].mount_path.as_str(), mounts[0].read_only), ("data", "/bitnami/cassandra", Some(true)));
+        assert_eq!(mounts[1].name, SCRATCH_VOLUME);
+        let sc = c.security_context.unwrap();
+        assert_eq!((sc.run_as_non_root, sc.read_only_root_filesystem, sc.allow_privilege_escalation), (Some(true), Some(true), Some(false)));
+        let env = c.env.unwrap();
+        let pod_name = env.iter().find(|e| e.name == "POD_NAME").unwrap();
+        assert_eq!(pod_name.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "metadata.name");
+        let key = env.iter().find(|e| e.name == "AWS_SECRET_ACCESS_KEY").unwrap();
+        let sel = key.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!((sel.name.as_str(), sel.key.as_str()), ("s3-credentials", "AWS_SECRET_ACCESS_KEY"));
+    }
+
+    #[test]
+    fn delete_on_backup_mounts_writable_and_service_account_mode_has_no_secret_env() {
+        let c = sidecar(&samples::tablesnap_all_options(), &data());
+        assert_eq!(c.volume_mounts.unwrap()[0].read_only, Some(false));
+        assert!(c.env.unwrap().iter().all(|e| !e.name.starts_with("AWS_")));
+        assert_eq!(c.image.as_deref(), Some("registry.example.internal/tablesnap:dev"));
+    }
+
+    #[test]
+    fn hash_changes_with_the_spec_only() {
+        let ts = samples::tablesnap();
+        let a = config_hash(&sidecar(&ts, &data()));
+        assert_eq!(a, config_hash(&sidecar(&ts, &data())));
+        let mut changed = ts.clone();
+        changed.spec.prefix = Some("other".into());
+        assert_ne!(a, config_hash(&sidecar(&changed, &data())));
+        assert_eq!(a.len(), 16);
+    }
+
+    #[test]
+    fn statefulset_body_touches_only_our_fields() {
+        let body = apply_body(&samples::tablesnap(), TargetKind::StatefulSet, "cassandra", "cassandra", &data());
+        assert_eq!(body["apiVersion"], "apps/v1");
+        assert_eq!(body["metadata"], json!({"name": "cassandra", "namespace": "cassandra"}));
+        let template = &body["spec"]["template"];
+        assert_eq!(body["spec"].as_object().unwrap().len(), 1, "only spec.template");
+        assert_eq!(template["metadata"]["annotations"][OWNER_ANNOTATION], "nightly");
+        assert_eq!(template["metadata"]["annotations"][HASH_ANNOTATION].as_str(), body_hash(&body));
+        assert_eq!(template["spec"]["initContainers"].as_array().unwrap().len(), 1);
+        assert_eq!(template["spec"]["volumes"], json!([{"name": SCRATCH_VOLUME, "emptyDir": {}}]));
+        assert!(template["spec"].get("containers").is_none(), "a StatefulSet's containers are not ours");
+        assert!(body["metadata"].get("ownerReferences").is_none());
+    }
+
+    #[test]
+    fn datacenter_body_has_the_name_only_cassandra_placeholder() {
+        let data = DataVolume { volume: "server-data".into(), mount_path: "/var/lib/cassandra".into() };
+        let body = apply_body(&samples::tablesnap(), TargetKind::CassandraDatacenter, "dc1", "cassandra", &data);
+        assert_eq!(body["apiVersion"], "cassandra.datastax.com/v1beta1");
+        let pts = &body["spec"]["podTemplateSpec"];
+        assert_eq!(pts["spec"]["containers"], json!([{"name": "cassandra"}]));
+        assert_eq!(pts["spec"]["initContainers"][0]["name"], SIDECAR_NAME);
+        assert!(body_hash(&body).is_some());
+    }
+
+    #[test]
+    fn removal_body_has_no_fields() {
+        assert_eq!(
+            removal_body(TargetKind::StatefulSet, "s", "ns"),
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s", "namespace": "ns"}})
+        );
+    }
+
+    #[test]
+    fn merge_keys_lists_by_name() {
+        let live = json!({"spec": {"volumes": [{"name": "a", "emptyDir": {}}], "x": 1}});
+        let body = json!({"spec": {"volumes": [{"name": "b", "emptyDir": {}}, {"name": "a", "hostPath": {"path": "/"}}]}});
+        assert_eq!(
+            merged(&live, &body),
+            json!({"spec": {"x": 1, "volumes": [{"name": "a", "emptyDir": {}, "hostPath": {"path": "/"}}, {"name": "b", "emptyDir": {}}]}})
+        );
+    }
+}

@@ -297,3 +297,119 @@ pub fn find_data_volume(pod: &PodSpec, claims: &[String], targets: &Targets, wha
         ),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples;
+
+    fn sts(yaml: &str) -> StatefulSet {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn dc(yaml: &str) -> DynamicObject {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn targets() -> Targets {
+        samples::tablesnap().spec.targets
+    }
+
+    fn inject(volume: &str, path: &str) -> Resolution {
+        Resolution::Inject(DataVolume { volume: volume.into(), mount_path: path.into() })
+    }
+
+    #[test]
+    fn bitnami_statefulset_uses_claim_data_at_bitnami_cassandra() {
+        let o = sts(samples::BITNAMI_STATEFULSET);
+        assert_eq!(resolve(&Candidate::StatefulSet(&o), &targets(), &[]), inject("data", "/bitnami/cassandra"));
+    }
+
+    #[test]
+    fn two_claims_pick_the_one_at_the_data_path_not_the_commit_log() {
+        let o = sts(samples::TWO_VOLUMES_STATEFULSET);
+        assert_eq!(resolve(&Candidate::StatefulSet(&o), &targets(), &[]), inject("data", "/var/lib/cassandra"));
+    }
+
+    #[test]
+    fn overrides_pick_another_mount_and_report_a_missing_one() {
+        let o = sts(samples::TWO_VOLUMES_STATEFULSET);
+        let mut t = targets();
+        t.data_volume = Some("commitlog".into());
+        assert_eq!(resolve(&Candidate::StatefulSet(&o), &t, &[]), inject("commitlog", "/var/lib/cassandra/commitlog"));
+        t.data_volume = None;
+        t.data_path = Some("/srv/cassandra".into());
+        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &t, &[]) else { panic!("expected a problem") };
+        assert_eq!(p.reason, "DataVolumeNotFound");
+        assert!(p.message.contains("/srv/cassandra"), "{}", p.message);
+    }
+
+    #[test]
+    fn no_matching_volume_is_a_problem_not_a_crash() {
+        let o = sts(samples::NO_VOLUME_STATEFULSET);
+        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &targets(), &[]) else { panic!("expected a problem") };
+        assert_eq!(p.reason, "DataVolumeNotFound");
+        assert!(p.message.contains("cass-ephemeral") && p.message.contains("targets.dataVolume"), "{}", p.message);
+    }
+
+    #[test]
+    fn missing_cassandra_container_names_the_containers_it_has() {
+        let o = sts(samples::BITNAMI_STATEFULSET);
+        let mut t = targets();
+        t.container = "db".into();
+        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &t, &[]) else { panic!("expected a problem") };
+        assert_eq!(p.reason, "CassandraContainerNotFound");
+        assert!(p.message.contains("\"cassandra\""), "{}", p.message);
+    }
+
+    #[test]
+    fn cass_operator_statefulset_is_never_patched() {
+        let o = sts(samples::CASS_OPERATOR_STATEFULSET);
+        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &targets(), &[]) else { panic!("expected a problem") };
+        assert_eq!(p.reason, "ManagedByCassandraDatacenter");
+        assert!(p.message.contains("CassandraDatacenter dc1"), "{}", p.message);
+        // When its datacenter is selected too, the datacenter gets the sidecar and the StatefulSet is not reported.
+        assert_eq!(resolve(&Candidate::StatefulSet(&o), &targets(), &["dc1".into()]), Resolution::Ignore);
+    }
+
+    #[test]
+    fn cass_operator_datacenter_uses_server_data() {
+        let o = dc(samples::CASS_OPERATOR_DATACENTER);
+        assert_eq!(resolve(&Candidate::Datacenter(&o), &targets(), &[]), inject("server-data", "/var/lib/cassandra"));
+    }
+
+    #[test]
+    fn k8ssandra_datacenter_explains_what_to_do() {
+        let o = dc(samples::K8SSANDRA_DATACENTER);
+        let Resolution::Skip(p) = resolve(&Candidate::Datacenter(&o), &targets(), &[]) else { panic!("expected a problem") };
+        assert_eq!(p.reason, "ManagedByK8ssandra");
+        assert!(p.message.contains("K8ssandraCluster demo") && p.message.contains("spec.cassandra.initContainers"), "{}", p.message);
+    }
+
+    #[test]
+    fn selection_by_labels_name_and_kind() {
+        let labels = BTreeMap::from([("backup".to_owned(), "tablesnap".to_owned())]);
+        let t = targets();
+        assert!(selects(&t, TargetKind::StatefulSet, "x", &labels));
+        assert!(!selects(&t, TargetKind::StatefulSet, "x", &BTreeMap::new()));
+        let by_name = Targets { name: Some("dc1".into()), kind: Some(TargetKind::CassandraDatacenter), ..t.clone() };
+        assert!(selects(&by_name, TargetKind::CassandraDatacenter, "dc1", &BTreeMap::new()));
+        assert!(!selects(&by_name, TargetKind::StatefulSet, "dc1", &BTreeMap::new()));
+        assert!(!selects(&by_name, TargetKind::CassandraDatacenter, "dc2", &BTreeMap::new()));
+    }
+
+    #[test]
+    fn the_oldest_tablesnap_claims_a_target() {
+        let older = samples::tablesnap();
+        let mut newer = samples::tablesnap();
+        newer.metadata.name = Some("hourly".into());
+        newer.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-02-01T00:00:00Z".parse().unwrap()));
+        let labels = BTreeMap::from([("backup".to_owned(), "tablesnap".to_owned())]);
+        let all = [newer.clone(), older.clone()];
+        assert_eq!(claimant(&all, TargetKind::StatefulSet, "x", &labels).unwrap().name_any(), "nightly");
+        let mut deleting = older;
+        deleting.metadata.deletion_timestamp = newer.metadata.creation_timestamp.clone();
+        let all = [newer, deleting];
+        assert_eq!(claimant(&all, TargetKind::StatefulSet, "x", &labels).unwrap().name_any(), "hourly");
+    }
+}

@@ -99,3 +99,95 @@ pub fn compute(targets: Vec<TargetStatus>, generation: Option<i64>, previous: Op
 pub fn settled(status: &TableSnapStatus) -> bool {
     status.targets.iter().filter(|t| t.injected).all(|t| t.pods_ready == t.pods_total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStateWaiting, ContainerStatus, PodStatus};
+
+    fn pod(agent: Option<bool>) -> Pod {
+        let statuses = agent.map(|running| {
+            vec![ContainerStatus {
+                name: SIDECAR_NAME.into(),
+                state: Some(if running {
+                    ContainerState { running: Some(ContainerStateRunning::default()), ..Default::default() }
+                } else {
+                    ContainerState { waiting: Some(ContainerStateWaiting { reason: Some("CrashLoopBackOff".into()), message: None }), ..Default::default() }
+                }),
+                ..Default::default()
+            }]
+        });
+        Pod { status: Some(PodStatus { init_container_statuses: statuses, ..Default::default() }), ..Default::default() }
+    }
+
+    fn target(injected: bool, ready: i32, total: i32, reason: Option<&str>) -> TargetStatus {
+        TargetStatus {
+            kind: "StatefulSet".into(),
+            name: "s".into(),
+            injected,
+            pods_ready: ready,
+            pods_total: total,
+            reason: reason.map(Into::into),
+            message: reason.map(|r| format!("because {r}")),
+            ..Default::default()
+        }
+    }
+
+    fn cond<'a>(s: &'a TableSnapStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    fn now(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    #[test]
+    fn counts_running_agents_from_init_container_statuses() {
+        assert_eq!(pods_with_agent(&[pod(Some(true)), pod(Some(false)), pod(None)]), (1, 3));
+        assert_eq!(pods_with_agent(&[]), (0, 0));
+    }
+
+    #[test]
+    fn all_pods_protected_is_ready() {
+        let s = compute(vec![target(true, 3, 3, None)], Some(2), None, now("2026-01-01T00:00:00Z"));
+        assert_eq!(s.observed_generation, Some(2));
+        assert_eq!(s.target_count, 1);
+        for (t, status) in [("Ready", "True"), ("TargetsResolved", "True"), ("Injected", "True"), ("Degraded", "False")] {
+            assert_eq!(cond(&s, t).status, status, "{t}");
+        }
+    }
+
+    #[test]
+    fn rollout_in_progress_is_degraded_not_ready() {
+        let s = compute(vec![target(true, 1, 3, None)], Some(1), None, now("2026-01-01T00:00:00Z"));
+        assert_eq!((cond(&s, "Ready").status.as_str(), cond(&s, "Ready").reason.as_str()), ("False", "AgentsStarting"));
+        assert_eq!(cond(&s, "Degraded").reason, "AgentsNotRunning");
+        assert!(!settled(&s));
+    }
+
+    #[test]
+    fn a_problem_target_is_reported_with_its_reason() {
+        let s = compute(vec![target(true, 1, 1, None), target(false, 0, 0, Some("Conflict"))], Some(1), None, now("2026-01-01T00:00:00Z"));
+        assert_eq!((cond(&s, "TargetsResolved").status.as_str(), cond(&s, "TargetsResolved").reason.as_str()), ("False", "Conflict"));
+        assert!(cond(&s, "TargetsResolved").message.contains("because Conflict"));
+        assert_eq!(cond(&s, "Degraded").reason, "SomeTargetsSkipped");
+        assert_eq!(cond(&s, "Ready").status, "False");
+    }
+
+    #[test]
+    fn no_targets() {
+        let s = compute(vec![], Some(1), None, now("2026-01-01T00:00:00Z"));
+        assert_eq!(cond(&s, "TargetsResolved").reason, "NoTargets");
+        assert_eq!(cond(&s, "Ready").status, "False");
+    }
+
+    #[test]
+    fn unchanged_conditions_keep_their_transition_time() {
+        let first = compute(vec![target(true, 1, 1, None)], Some(1), None, now("2026-01-01T00:00:00Z"));
+        let again = compute(vec![target(true, 1, 1, None)], Some(1), Some(&first), now("2026-01-02T00:00:00Z"));
+        assert_eq!(first, again, "recomputing an unchanged world must not change the status");
+        let changed = compute(vec![target(true, 0, 1, None)], Some(1), Some(&first), now("2026-01-03T00:00:00Z"));
+        assert_eq!(cond(&changed, "Ready").last_transition_time, now("2026-01-03T00:00:00Z"));
+        assert_eq!(cond(&changed, "Injected").last_transition_time, now("2026-01-01T00:00:00Z"));
+    }
+}
