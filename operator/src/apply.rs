@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -168,9 +168,20 @@ pub async fn list_targets(client: &Client, namespace: &str) -> Result<(Vec<State
     Ok((statefulsets, datacenters))
 }
 
-/// Publish an event on a TableSnap; a failure is logged, never fails the reconcile.
-pub async fn publish(ctx: &Context, ts: &TableSnap, type_: EventType, reason: &str, note: String) {
-    let event = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+/// The object reference of a target, for an event's `related` field.
+pub fn target_ref(kind: TargetKind, namespace: &str, name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(render::api_version(kind).into()),
+        kind: Some(kind.as_str().into()),
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+/// Publish an event on a TableSnap about one target; a failure is logged, never fails the reconcile.
+pub async fn publish(ctx: &Context, ts: &TableSnap, type_: EventType, reason: &str, note: String, target: ObjectReference) {
+    let event = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: Some(target) };
     if let Err(error) = ctx.recorder.publish(&event, &ts.object_ref(&())).await {
         tracing::warn!(%error, reason, "could not publish an event");
     }
@@ -214,7 +225,7 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
                     server_side_apply(client, kind, &namespace, target, body).await?;
                     ctx.metrics.applies.get_or_create(&ActionLabel { action: "inject" }).inc();
                     tracing::info!(tablesnap = %name, kind = kind.as_str(), target, volume = %data.volume, "applied the tablesnap sidecar");
-                    publish(ctx, ts, EventType::Normal, "Injected", format!("applied the tablesnap sidecar to {} {target}", kind.as_str())).await;
+                    publish(ctx, ts, EventType::Normal, "Injected", format!("applied the tablesnap sidecar to {} {target}", kind.as_str()), target_ref(kind, &namespace, target)).await;
                 }
                 let pods = Api::<Pod>::namespaced(client.clone(), &namespace).list(&ListParams::default().labels(pod_selector)).await?.items;
                 let (ready, total) = status::pods_with_agent(&pods);
@@ -236,7 +247,7 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
                 if before != Some(problem.reason) {
                     tracing::warn!(tablesnap = %name, kind = kind.as_str(), target, reason = problem.reason, message = %problem.message, "skipped a target");
                     let reason = if problem.reason == "Conflict" { "Conflict" } else { "TargetSkipped" };
-                    publish(ctx, ts, EventType::Warning, reason, problem.message.clone()).await;
+                    publish(ctx, ts, EventType::Warning, reason, problem.message.clone(), target_ref(kind, &namespace, target)).await;
                 }
                 targets.push(TargetStatus {
                     kind: kind.as_str().into(),
@@ -273,7 +284,7 @@ pub async fn remove_from(ctx: &Context, ts: &TableSnap, kind: TargetKind, namesp
     }
     ctx.metrics.applies.get_or_create(&ActionLabel { action: "remove" }).inc();
     tracing::info!(tablesnap = %ts.name_any(), kind = kind.as_str(), target, "removed the tablesnap sidecar");
-    publish(ctx, ts, EventType::Normal, "Removed", format!("removed the tablesnap sidecar from {} {target}", kind.as_str())).await;
+    publish(ctx, ts, EventType::Normal, "Removed", format!("removed the tablesnap sidecar from {} {target}", kind.as_str()), target_ref(kind, namespace, target)).await;
     Ok(())
 }
 

@@ -1,0 +1,414 @@
+//! The reconciler against a scripted mock API server (kube's tower-test): every request's method,
+//! path, field manager and body is asserted, and a scenario fails on any request it did not expect.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use tablesnap_operator::apply::{Context, FINALIZER, reconcile};
+use tablesnap_operator::crd::TableSnap;
+use tablesnap_operator::metrics::Metrics;
+use tablesnap_operator::render::{self, FIELD_MANAGER, HASH_ANNOTATION, OWNER_ANNOTATION};
+use tablesnap_operator::samples;
+use tower_test::mock::{Handle, SendResponse};
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+const NS: &str = "cassandra";
+const TABLESNAPS: &str = "/apis/tablesnap.io/v1alpha1/namespaces/cassandra/tablesnaps";
+const STATEFULSETS: &str = "/apis/apps/v1/namespaces/cassandra/statefulsets";
+const DATACENTERS: &str = "/apis/cassandra.datastax.com/v1beta1/namespaces/cassandra/cassandradatacenters";
+const PODS: &str = "/api/v1/namespaces/cassandra/pods";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/cassandra/events";
+
+/// One request as the server saw it.
+struct Seen {
+    method: Method,
+    path: String,
+    query: BTreeMap<String, String>,
+    content_type: Option<String>,
+    body: Value,
+    reply: SendResponse<Response<Body>>,
+}
+
+impl Seen {
+    fn respond(self, status: StatusCode, body: Value) {
+        let bytes = serde_json::to_vec(&body).unwrap();
+        self.reply.send_response(Response::builder().status(status).body(Body::from(bytes)).unwrap());
+    }
+
+    fn ok(self, body: Value) {
+        self.respond(StatusCode::OK, body);
+    }
+
+    fn assert_apply(&self) {
+        assert_eq!(self.method, Method::PATCH, "{}", self.path);
+        assert_eq!(self.content_type.as_deref(), Some("application/apply-patch+yaml"), "{}", self.path);
+        assert_eq!(self.query.get("fieldManager").map(String::as_str), Some(FIELD_MANAGER), "{}", self.path);
+        assert_eq!(self.query.get("force").map(String::as_str), Some("true"), "{}", self.path);
+    }
+}
+
+struct ApiServer(ApiHandle);
+
+impl ApiServer {
+    async fn next(&mut self, method: Method, path: &str) -> Seen {
+        let (request, reply) = tokio::time::timeout(Duration::from_secs(10), self.0.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {method} {path}"))
+            .unwrap_or_else(|| panic!("the client went away before {method} {path}"));
+        let (parts, body) = request.into_parts();
+        let bytes = body.collect_bytes().await.unwrap();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        let query = parts
+            .uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k.to_owned(), v.replace("%2F", "/").replace("%3D", "=").replace("%2C", ","))
+            })
+            .collect();
+        let seen = Seen {
+            method: parts.method.clone(),
+            path: parts.uri.path().to_owned(),
+            query,
+            content_type: parts.headers.get("content-type").map(|v| v.to_str().unwrap().to_owned()),
+            body,
+            reply,
+        };
+        assert_eq!((&seen.method, seen.path.as_str()), (&method, path), "unexpected request");
+        seen
+    }
+
+    async fn list(&mut self, path: &str, kind: &str, items: Vec<Value>) {
+        let seen = self.next(Method::GET, path).await;
+        seen.ok(json!({"apiVersion": "v1", "kind": format!("{kind}List"), "metadata": {"resourceVersion": "1"}, "items": items}));
+    }
+
+    async fn not_found(&mut self, path: &str) {
+        let seen = self.next(Method::GET, path).await;
+        seen.respond(
+            StatusCode::NOT_FOUND,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "the server could not find the requested resource"}),
+        );
+    }
+
+    async fn event(&mut self, reason: &str) -> Value {
+        let seen = self.next(Method::POST, EVENTS).await;
+        assert_eq!(seen.body["reason"], reason);
+        assert_eq!(seen.body["regarding"]["kind"], "TableSnap");
+        assert_eq!(seen.body["reportingController"], FIELD_MANAGER);
+        let body = seen.body.clone();
+        seen.ok(body.clone());
+        body
+    }
+
+    async fn pods(&mut self, selector: &str, pods: Vec<Value>) {
+        let seen = self.next(Method::GET, PODS).await;
+        assert_eq!(seen.query.get("labelSelector").map(String::as_str), Some(selector));
+        seen.ok(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods}));
+    }
+
+    /// Fails if the operator sends anything more (all clients are dropped by then).
+    async fn done(mut self) {
+        if let Some((request, _)) = self.0.next_request().await {
+            panic!("unexpected extra request {} {}", request.method(), request.uri());
+        }
+    }
+}
+
+fn setup() -> (Arc<Context>, ApiServer) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, NS);
+    let recorder = Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None });
+    (Arc::new(Context { client, recorder, metrics: Metrics::default() }), ApiServer(handle))
+}
+
+/// Run one reconcile against a scripted server; the script must consume every request.
+async fn scenario<F, Fut>(ts: TableSnap, script: F) -> kube::runtime::controller::Action
+where
+    F: FnOnce(ApiServer) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ApiServer> + Send + 'static,
+{
+    let (ctx, server) = setup();
+    let server = tokio::spawn(async move { script(server).await });
+    let action = reconcile(Arc::new(ts), ctx).await.expect("reconcile succeeds");
+    // `ctx` is gone now; the server sees the end of the stream unless something else was sent.
+    let server = server.await.expect("the script's assertions hold");
+    server.done().await;
+    action
+}
+
+fn with_finalizer(mut ts: TableSnap) -> TableSnap {
+    ts.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    ts
+}
+
+fn bitnami() -> Value {
+    serde_yaml::from_str(samples::BITNAMI_STATEFULSET).unwrap()
+}
+
+fn bitnami_selector() -> &'static str {
+    "app.kubernetes.io/instance=cassandra,app.kubernetes.io/name=cassandra"
+}
+
+fn agent_pod(name: &str, running: bool) -> Value {
+    let state = if running { json!({"running": {}}) } else { json!({"waiting": {"reason": "PodInitializing"}}) };
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS},
+        "status": {"initContainerStatuses": [{"name": "tablesnap", "image": "i", "imageID": "", "ready": running, "restartCount": 0, "state": state}]}
+    })
+}
+
+/// The expected apply body for the Bitnami StatefulSet, from the pure renderer.
+fn bitnami_body(ts: &TableSnap) -> Value {
+    let data = tablesnap_operator::resolve::DataVolume { volume: "data".into(), mount_path: "/bitnami/cassandra".into() };
+    render::apply_body(ts, tablesnap_operator::crd::TargetKind::StatefulSet, "cassandra", "cassandra", &data)
+}
+
+/// The Bitnami StatefulSet as the API server holds it after our apply.
+fn bitnami_patched(ts: &TableSnap) -> Value {
+    render::merged(&bitnami(), &bitnami_body(ts))
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == type_).unwrap()
+}
+
+#[tokio::test]
+async fn create_adds_the_finalizer_first() {
+    let ts = samples::tablesnap();
+    let object = serde_json::to_value(&ts).unwrap();
+    scenario(ts, |mut api| async move {
+        let seen = api.next(Method::PATCH, &format!("{TABLESNAPS}/nightly")).await;
+        assert_eq!(seen.content_type.as_deref(), Some("application/json-patch+json"));
+        assert_eq!(seen.body[1], json!({"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}));
+        let mut updated = object.clone();
+        updated["metadata"]["finalizers"] = json!([FINALIZER]);
+        seen.ok(updated);
+        api
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn create_injects_into_statefulset_and_datacenter_and_patches_status() {
+    let ts = with_finalizer(samples::tablesnap());
+    let own = serde_json::to_value(&ts).unwrap();
+    let expected_sts_body = bitnami_body(&ts);
+    let action = scenario(ts, |mut api| async move {
+        api.list(TABLESNAPS, "TableSnap", vec![own.clone()]).await;
+        api.list(STATEFULSETS, "StatefulSet", vec![bitnami(), serde_yaml::from_str(samples::CASS_OPERATOR_STATEFULSET).unwrap()]).await;
+        api.list(DATACENTERS, "CassandraDatacenter", vec![serde_yaml::from_str(samples::CASS_OPERATOR_DATACENTER).unwrap()]).await;
+
+        let seen = api.next(Method::PATCH, &format!("{STATEFULSETS}/cassandra")).await;
+        seen.assert_apply();
+        assert_eq!(seen.body, expected_sts_body);
+        seen.ok(bitnami_patched(&samples::tablesnap()));
+        let event = api.event("Injected").await;
+        assert_eq!(event["note"], "applied the tablesnap sidecar to StatefulSet cassandra");
+        assert_eq!((&event["related"]["kind"], &event["related"]["name"]), (&json!("StatefulSet"), &json!("cassandra")));
+        api.pods(bitnami_selector(), vec![agent_pod("cassandra-0", false)]).await;
+
+        let seen = api.next(Method::PATCH, &format!("{DATACENTERS}/dc1")).await;
+        seen.assert_apply();
+        assert_eq!(seen.body["kind"], "CassandraDatacenter");
+        let pts = &seen.body["spec"]["podTemplateSpec"];
+        assert_eq!(pts["spec"]["containers"], json!([{"name": "cassandra"}]));
+        assert_eq!(pts["spec"]["initContainers"][0]["volumeMounts"][0], json!({"name": "server-data", "mountPath": "/var/lib/cassandra", "readOnly": true}));
+        assert_eq!(pts["metadata"]["annotations"][OWNER_ANNOTATION], "nightly");
+        assert!(seen.body["metadata"].get("ownerReferences").is_none(), "never an ownerReference onto Cassandra objects");
+        let body = seen.body.clone();
+        seen.ok(body);
+        api.event("Injected").await;
+        api.pods("cassandra.datastax.com/datacenter=dc1", vec![agent_pod("cluster1-dc1-default-sts-0", true), agent_pod("cluster1-dc1-default-sts-1", true)]).await;
+
+        let seen = api.next(Method::PATCH, &format!("{TABLESNAPS}/nightly/status")).await;
+        seen.assert_apply();
+        assert_eq!(seen.body["apiVersion"], "tablesnap.io/v1alpha1");
+        assert_eq!(seen.body["kind"], "TableSnap");
+        let status = &seen.body["status"];
+        assert_eq!(status["observedGeneration"], 1);
+        assert_eq!(status["targetCount"], 2);
+        assert_eq!(
+            status["targets"][0],
+            json!({"kind": "StatefulSet", "name": "cassandra", "volume": "data", "mountPath": "/bitnami/cassandra", "injected": true, "podsReady": 0, "podsTotal": 1})
+        );
+        assert_eq!(status["targets"][1]["podsReady"], 2);
+        assert_eq!(condition(status, "Injected")["status"], "True");
+        assert_eq!(condition(status, "TargetsResolved")["status"], "True");
+        assert_eq!(condition(status, "Ready")["status"], "False");
+        assert_eq!(condition(status, "Degraded")["reason"], "AgentsNotRunning");
+        let mut updated = own.clone();
+        updated["status"] = status.clone();
+        seen.ok(updated);
+        api
+    })
+    .await;
+    assert_eq!(action, kube::runtime::controller::Action::requeue(Duration::from_secs(30)), "a rollout in progress is checked again soon");
+}
+
+/// Reconcile the TableSnap once against a server holding `statefulsets`, returning the status it wrote.
+async fn status_after_first_reconcile(ts: &TableSnap, statefulsets: Vec<Value>) -> Value {
+    let own = serde_json::to_value(ts).unwrap();
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let out = written.clone();
+    scenario(ts.clone(), |mut api| async move {
+        api.list(TABLESNAPS, "TableSnap", vec![own.clone()]).await;
+        api.list(STATEFULSETS, "StatefulSet", statefulsets).await;
+        api.not_found(DATACENTERS).await;
+        api.pods(bitnami_selector(), vec![agent_pod("cassandra-0", true)]).await;
+        let seen = api.next(Method::PATCH, &format!("{TABLESNAPS}/nightly/status")).await;
+        *out.lock().unwrap() = seen.body["status"].clone();
+        let mut updated = own.clone();
+        updated["status"] = seen.body["status"].clone();
+        seen.ok(updated);
+        api
+    })
+    .await;
+    let status = written.lock().unwrap().clone();
+    status
+}
+
+#[tokio::test]
+async fn second_reconcile_of_an_unchanged_world_writes_nothing() {
+    let ts = with_finalizer(samples::tablesnap());
+    // First: the StatefulSet already carries our sidecar (from an earlier run); only the status is new.
+    let status = status_after_first_reconcile(&ts, vec![bitnami_patched(&ts)]).await;
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+
+    // Second: same world, the status is already there: reads only, zero writes.
+    let mut ts2 = ts.clone();
+    ts2.status = Some(serde_json::from_value(status).unwrap());
+    let own = serde_json::to_value(&ts2).unwrap();
+    let patched = bitnami_patched(&ts);
+    let action = scenario(ts2, |mut api| async move {
+        api.list(TABLESNAPS, "TableSnap", vec![own]).await;
+        api.list(STATEFULSETS, "StatefulSet", vec![patched]).await;
+        api.not_found(DATACENTERS).await;
+        api.pods(bitnami_selector(), vec![agent_pod("cassandra-0", true)]).await;
+        api
+    })
+    .await;
+    assert_eq!(action, kube::runtime::controller::Action::requeue(Duration::from_secs(300)));
+}
+
+#[tokio::test]
+async fn spec_update_reapplies_with_a_new_hash() {
+    let old = with_finalizer(samples::tablesnap());
+    let live = bitnami_patched(&old);
+    let mut ts = old.clone();
+    ts.spec.prefix = Some("prod-v2".into());
+    ts.metadata.generation = Some(2);
+    let own = serde_json::to_value(&ts).unwrap();
+    let old_hash = live["spec"]["template"]["metadata"]["annotations"][HASH_ANNOTATION].clone();
+    scenario(ts, |mut api| async move {
+        api.list(TABLESNAPS, "TableSnap", vec![own.clone()]).await;
+        api.list(STATEFULSETS, "StatefulSet", vec![live]).await;
+        api.not_found(DATACENTERS).await;
+        let seen = api.next(Method::PATCH, &format!("{STATEFULSETS}/cassandra")).await;
+        seen.assert_apply();
+        let new_hash = seen.body["spec"]["template"]["metadata"]["annotations"][HASH_ANNOTATION].clone();
+        assert_ne!(new_hash, old_hash, "a spec change must change the pod template, so pods roll once");
+        let args = seen.body["spec"]["template"]["spec"]["initContainers"][0]["args"].as_array().unwrap().clone();
+        assert!(args.windows(2).any(|w| w[0] == "--prefix" && w[1] == "prod-v2"), "{args:?}");
+        let body = seen.body.clone();
+        seen.ok(body);
+        api.event("Injected").await;
+        api.pods(bitnami_selector(), vec![]).await;
+        let seen = api.next(Method::PATCH, &format!("{TABLESNAPS}/nightly/status")).await;
+        assert_eq!(seen.body["status"]["observedGeneration"], 2);
+        seen.ok(own);
+        api
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn target_that_stops_matching_gets_exactly_our_fields_removed() {
+    let ts = with_finalizer(samples::tablesnap());
+    let mut live = bitnami_patched(&ts);
+    live["metadata"]["labels"].as_object_mut().unwrap().remove("backup");
+    let own = serde_json::to_value(&ts).unwrap();
+    scenario(ts, |mut api| async move {
+        api.list(TABLESNAPS, "TableSnap", vec![own.clone()]).await;
+        api.list(STATEFULSETS, "StatefulSet", vec![live]).await;
+        api.not_found(DATACENTERS).await;
+        let seen = api.next(Method::PATCH, &format!("{STATEFULSETS}/cassandra")).await;
+        seen.assert_apply();
+        assert_eq!(seen.body, json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "cassandra", "namespace": NS}}));
+        seen.ok(bitnami());
+        api.event("Removed").await;
+        let seen = api.next(Method::PATCH, &format!("{TABLESNAPS}/nightly/status")).await;
+        assert_eq!(seen.body["status"]["targetCount"], 0);
+        assert_eq!(condition(&seen.body["status"], "TargetsResolved")["reason"], "NoTargets");
+        seen.ok(own);
+        api
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn delete_removes_our_fields_then_the_finalizer() {
+    let mut ts = with_finalizer(samples::tablesnap());
+    ts.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-05-01T00:00:00Z".parse().unwrap()));
+    let own = serde_json::to_value(&ts).unwrap();
+    let injected = bitnami_patched(&ts);
+    let untouched: Value = serde_yaml::from_str(samples::TWO_VOLUMES_STATEFULSET).unwrap();
+    scenario(ts, |mut api| async move {
+        api.list(STATEFULSETS, "StatefulSet", vec![untouched, injected]).await;
+        api.not_found(DATACENTERS).await;
+        let seen = api.next(Method::PATCH, &format!("{STATEFULSETS}/cassandra")).await;
+        seen.assert_apply();
+        assert_eq!(seen.body, json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "cassandra", "namespace": NS}}));
+        seen.ok(bitnami());
+        api.event("Removed").await;
+        let seen = api.next(Method::PATCH, &format!("{TABLESNAPS}/nightly")).await;
+        assert_eq!(seen.content_type.as_deref(), Some("application/json-patch+json"));
+        assert_eq!(seen.body, json!([{"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER}, {"op": "remove", "path": "/metadata/finalizers/0"}]));
+        let mut gone = own.clone();
+        gone["metadata"]["finalizers"] = json!([]);
+        seen.ok(gone);
+        api
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_later_tablesnap_reports_a_conflict_and_patches_nothing() {
+    let older = with_finalizer(samples::tablesnap());
+    let mut newer = with_finalizer(samples::tablesnap());
+    newer.metadata.name = Some("hourly".into());
+    newer.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-04-01T00:00:00Z".parse().unwrap()));
+    let all = vec![serde_json::to_value(&older).unwrap(), serde_json::to_value(&newer).unwrap()];
+    let live = bitnami_patched(&older);
+    let newer_object = all[1].clone();
+    scenario(newer.clone(), |mut api| async move {
+        api.list(TABLESNAPS, "TableSnap", all).await;
+        api.list(STATEFULSETS, "StatefulSet", vec![live]).await;
+        api.not_found(DATACENTERS).await;
+        let event = api.event("Conflict").await;
+        assert_eq!(event["type"], "Warning");
+        assert!(event["note"].as_str().unwrap().contains("older TableSnap nightly"));
+        let seen = api.next(Method::PATCH, &format!("{TABLESNAPS}/hourly/status")).await;
+        seen.assert_apply();
+        let status = &seen.body["status"];
+        assert_eq!(status["targets"][0]["reason"], "Conflict");
+        assert_eq!(status["targets"][0]["injected"], false);
+        assert_eq!(condition(status, "TargetsResolved")["reason"], "Conflict");
+        assert_eq!(condition(status, "Ready")["status"], "False");
+        seen.ok(newer_object);
+        api
+    })
+    .await;
+    assert_eq!(newer.name_any(), "hourly");
+}
