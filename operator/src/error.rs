@@ -15,6 +15,14 @@ pub enum Error {
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 
+    /// Leader election failed or the lease was lost; the process exits and is restarted.
+    #[error("leader election: {0}")]
+    LeaderElection(String),
+
+    /// The HTTP endpoint could not be served (address in use, ...).
+    #[error("HTTP endpoint: {0}")]
+    Io(#[source] std::io::Error),
+
     /// Serializing a rendered object failed (a bug in the operator).
     #[error("could not serialize a rendered object: {0}")]
     Serialize(#[from] serde_json::Error),

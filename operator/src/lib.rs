@@ -11,6 +11,7 @@ pub mod error;
 pub mod metrics;
 pub mod render;
 pub mod resolve;
+pub mod run;
 pub mod samples;
 pub mod status;
 
