@@ -357,7 +357,7 @@ pub fn crd_yaml() -> String {
 }
 
 /// Where the generated CRD is committed, relative to the repository root.
-pub const CRD_FILES: [&str; 2] = ["crds/tablesnap.yaml", "charts/tablesnap/crds/tablesnap.yaml"];
+pub const CRD_FILES: [&str; 3] = ["crds/tablesnap.yaml", "charts/tablesnap/crds/tablesnap.yaml", "deploy/crd.yaml"];
 
 #[cfg(test)]
 mod tests {

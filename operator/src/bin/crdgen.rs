@@ -1,5 +1,5 @@
 //! Writes the TableSnap CRD: to stdout, or with `--write` into `crds/tablesnap.yaml` and the chart's
-//! `charts/tablesnap/crds/tablesnap.yaml` (paths relative to the repository root); with
+//! `charts/tablesnap/crds/tablesnap.yaml` and `deploy/crd.yaml` (paths relative to the repository root); with
 //! `--rendered DIR` the sample objects as the operator patches them, one YAML file each.
 
 use std::path::Path;
