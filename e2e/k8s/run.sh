@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# End-to-end scenario of the operator on a real cluster (kind, k3d, EKS, ...) chosen by KUBECONFIG:
+# install the operator from deploy/, give a small StatefulSet a TableSnap, see the sidecar and the
+# status, delete the TableSnap and see the sidecar removed. Prints "SKIPPED: no cluster reachable"
+# and exits 0 when no cluster answers.
+#
+# Images must be pullable by the cluster (for kind: `kind load docker-image ...` first):
+#   OPERATOR_IMAGE  the operator image   (default: the one in deploy/)
+#   AGENT_IMAGE     the tablesnap image  (default: the operator's built-in default)
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")/../.." && pwd)"
+ns="tablesnap-e2e"
+timeout_s="${E2E_TIMEOUT:-300}"
+
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "SKIPPED: no cluster reachable (kubectl is not installed)"
+  exit 0
+fi
+if ! kubectl version --request-timeout=5s >/dev/null 2>&1; then
+  echo "SKIPPED: no cluster reachable (KUBECONFIG=${KUBECONFIG:-~/.kube/config})"
+  exit 0
+fi
+
+step() { echo "== $*"; }
+fail() { echo "FAILED: $*" >&2; kubectl -n "$ns" get tablesnap,statefulset,pods -o wide >&2 || true; exit 1; }
+
+# wait_for DESCRIPTION COMMAND...: run COMMAND until it succeeds, up to the deadline.
+wait_for() {
+  local what="$1"; shift
+  local deadline=$((SECONDS + timeout_s))
+  until "$@" >/dev/null 2>&1; do
+    (( SECONDS < deadline )) || fail "timed out after ${timeout_s}s waiting for: $what"
+    sleep 2
+  done
+  echo "   ok: $what"
+}
+
+cleanup() {
+  kubectl delete namespace "$ns" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+step "install the operator (deploy/)"
+kubectl apply --server-side -f "$here/deploy/"
+if [ -n "${OPERATOR_IMAGE:-}" ]; then
+  kubectl -n tablesnap-system set image deployment/tablesnap-operator operator="$OPERATOR_IMAGE"
+fi
+wait_for "the CRD is established" kubectl wait --for=condition=Established crd/tablesnaps.tablesnap.io --timeout=5s
+kubectl -n tablesnap-system rollout status deployment/tablesnap-operator --timeout="${timeout_s}s" || fail "the operator did not start"
+
+step "a small StatefulSet with a data claim"
+kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f -
+kubectl -n "$ns" apply -f - <<'YAML'
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: cass
+  labels:
+    backup: tablesnap
+spec:
+  replicas: 1
+  serviceName: cass
+  selector:
+    matchLabels: {app: cass}
+  template:
+    metadata:
+      labels: {app: cass}
+    spec:
+      containers:
+        - name: cassandra
+          image: busybox:1.36
+          command: ["sh", "-c", "mkdir -p /var/lib/cassandra/data && sleep 1000000"]
+          volumeMounts:
+            - {name: data, mountPath: /var/lib/cassandra}
+  volumeClaimTemplates:
+    - metadata: {name: data}
+      spec:
+        accessModes: [ReadWriteOnce]
+        resources: {requests: {storage: 100Mi}}
+YAML
+
+step "a TableSnap selecting it"
+agent_image_line=""
+if [ -n "${AGENT_IMAGE:-}" ]; then agent_image_line="image: ${AGENT_IMAGE}"; fi
+kubectl -n "$ns" apply -f - <<YAML
+apiVersion: tablesnap.io/v1alpha1
+kind: TableSnap
+metadata:
+  name: e2e
+spec:
+  bucket: e2e-backups
+  endpoint: http://storage.invalid:3900
+  region: garage
+  mode: generic
+  targets:
+    selector:
+      matchLabels: {backup: tablesnap}
+  agent:
+    logFormat: text
+    ${agent_image_line}
+YAML
+
+sidecar_present() {
+  kubectl -n "$ns" get statefulset cass -o jsonpath='{.spec.template.spec.initContainers[*].name}' | grep -qw tablesnap
+}
+sidecar_absent() { ! sidecar_present; }
+status_is() { # JSONPATH EXPECTED
+  [ "$(kubectl -n "$ns" get tablesnap e2e -o jsonpath="$1")" = "$2" ]
+}
+
+wait_for "the sidecar is in the StatefulSet's pod template" sidecar_present
+[ "$(kubectl -n "$ns" get statefulset cass -o jsonpath='{.spec.template.spec.initContainers[0].restartPolicy}')" = "Always" ] \
+  || fail "the sidecar is not a native sidecar"
+[ "$(kubectl -n "$ns" get statefulset cass -o jsonpath='{.spec.template.spec.initContainers[0].volumeMounts[0].readOnly}')" = "true" ] \
+  || fail "the data volume is not mounted read-only"
+[ -z "$(kubectl -n "$ns" get statefulset cass -o jsonpath='{.metadata.ownerReferences}')" ] \
+  || fail "the StatefulSet got an ownerReference"
+wait_for "status: one target, Injected" status_is '{.status.conditions[?(@.type=="Injected")].status}' True
+status_is '{.status.targets[0].volume}' data || fail "status names the wrong volume"
+status_is '{.status.targets[0].mountPath}' /var/lib/cassandra || fail "status names the wrong mount path"
+wait_for "the agent runs in the pod (status podsReady 1/1)" status_is '{.status.targets[0].podsReady}/{.status.targets[0].podsTotal}' 1/1
+wait_for "status: Ready" status_is '{.status.conditions[?(@.type=="Ready")].status}' True
+kubectl -n "$ns" get tablesnap e2e
+
+step "delete the TableSnap: the sidecar goes, the StatefulSet stays"
+kubectl -n "$ns" delete tablesnap e2e --wait=false
+wait_for "the TableSnap is gone (finalizer done)" sh -c "! kubectl -n $ns get tablesnap e2e"
+wait_for "the sidecar is removed from the pod template" sidecar_absent
+kubectl -n "$ns" get statefulset cass >/dev/null || fail "the StatefulSet was deleted with the TableSnap"
+[ "$(kubectl -n "$ns" get statefulset cass -o jsonpath='{.spec.template.spec.containers[0].name}')" = "cassandra" ] \
+  || fail "the Cassandra container was touched"
+
+echo "PASSED: operator e2e"
