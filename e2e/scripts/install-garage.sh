@@ -10,14 +10,13 @@ if [ -x "$BIN" ] && "$BIN" --version >/dev/null 2>&1; then
   echo "$BIN"
   exit 0
 fi
-mkdir -p "$ROOT"
 echo "building garage $GARAGE_VERSION into $ROOT (about ten minutes, cached afterwards)" >&2
-# A private target dir keeps the build out of the workspace and is removed afterwards.
-tmp_target="$(mktemp -d)"
-trap 'rm -rf "$tmp_target"' EXIT
-CARGO_TARGET_DIR="$tmp_target" cargo install garage --locked --version "$GARAGE_VERSION" \
-  --root "$ROOT.partial" >&2
-mv "$ROOT.partial/bin/garage" "$BIN.tmp" 2>/dev/null || { mkdir -p "$ROOT/bin"; mv "$ROOT.partial/bin/garage" "$BIN.tmp"; }
-rm -rf "$ROOT.partial"
+# A private target dir and install root keep the build out of the workspace; removed afterwards.
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+CARGO_TARGET_DIR="$work/target" cargo install garage --locked --version "$GARAGE_VERSION" \
+  --root "$work/root" >&2
+mkdir -p "$ROOT/bin"
+mv "$work/root/bin/garage" "$BIN.tmp"
 mv "$BIN.tmp" "$BIN"
 echo "$BIN"

@@ -1,0 +1,369 @@
+//! Wires the stages together: watch → classify → queue → upload → index → cleanup, plus the
+//! startup scan, retries, and a staged shutdown.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+use crate::classify::{Action, classify};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::index::IndexMsg;
+use crate::key::wants_index;
+use crate::queue::{self, Queue, Shipped};
+use crate::store::{Store, StoreOptions};
+use crate::upload::{self, Shipment};
+use crate::watch::{WatchEvent, Watcher};
+
+/// Counters of what the agent did; exported as metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Files uploaded.
+    pub files_shipped: AtomicU64,
+    /// Bytes uploaded.
+    pub bytes_shipped: AtomicU64,
+    /// Indexes written.
+    pub indexes: AtomicU64,
+    /// Failed shipping attempts, by reason.
+    pub failures: Mutex<HashMap<&'static str, u64>>,
+    /// inotify queue overflows.
+    pub overflows: AtomicU64,
+    /// Unix time of the last successful upload.
+    pub last_success: AtomicI64,
+}
+
+impl Stats {
+    /// Counts an index written.
+    pub fn index_written(&self) {
+        self.indexes.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+    }
+
+    fn shipped(&self, bytes: u64) {
+        self.files_shipped.fetch_add(1, Ordering::Relaxed);
+        self.bytes_shipped.fetch_add(bytes, Ordering::Relaxed);
+        self.touch();
+    }
+
+    fn touch(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.last_success
+            .store(now.as_secs() as i64, Ordering::Relaxed);
+    }
+
+    fn failed(&self, reason: &'static str) {
+        *self
+            .failures
+            .lock()
+            .expect("poisoned")
+            .entry(reason)
+            .or_default() += 1;
+    }
+}
+
+/// What every stage shares.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The validated configuration.
+    pub cfg: Config,
+    /// Where objects go.
+    pub store: Store,
+    /// Files waiting to be shipped.
+    pub queue: Queue,
+    /// What is in the bucket.
+    pub shipped: Shipped,
+    /// To the index writer.
+    pub index_tx: mpsc::Sender<IndexMsg>,
+    /// Counters.
+    pub stats: Stats,
+    /// Failed attempts per file still to be retried.
+    retrying: Mutex<HashMap<PathBuf, u32>>,
+}
+
+impl Ctx {
+    /// Directories the agent never ships from or watches (its own staging).
+    pub fn skip_dirs(&self) -> Vec<PathBuf> {
+        self.cfg.staging_dir.iter().cloned().collect()
+    }
+}
+
+/// Runs the agent until `shutdown` resolves (first signal), then drains within the grace period.
+pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
+    let opts = StoreOptions {
+        sizing: cfg.sizing,
+        write: cfg.write.clone(),
+        max_parts_in_flight: (cfg.threads * 2).max(4),
+    };
+    let store = Store::open(&cfg.store, opts).await?;
+
+    // Watches first: while we wait for the store, the kernel keeps the events.
+    let mut watcher = Watcher::new()?;
+    let skip: Vec<PathBuf> = cfg.staging_dir.iter().cloned().collect();
+    let mut watched = Vec::new();
+    for root in &cfg.paths {
+        watched.push((root, watcher.add_tree(root, cfg.recursive, &skip)?.len()));
+    }
+    if !wait_for_store(&store, &mut signals).await? {
+        return Ok(());
+    }
+    for (root, n) in watched {
+        tracing::info!(path = %root.display(), directories = n, "watching");
+    }
+
+    let (queue, queue_rx) = Queue::new(queue::CAPACITY);
+    let (index_tx, index_rx) = mpsc::channel(1024);
+    let ctx = Arc::new(Ctx {
+        cfg,
+        store,
+        queue,
+        shipped: Shipped::default(),
+        index_tx: index_tx.clone(),
+        stats: Stats::default(),
+        retrying: Mutex::default(),
+    });
+    let index_task = tokio::spawn(crate::index::run(ctx.clone(), index_rx, index_tx.clone()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let dispatcher = tokio::spawn(dispatch(ctx.clone(), queue_rx, stop_rx));
+
+    if ctx.cfg.backup {
+        let c = ctx.clone();
+        tokio::spawn(async move { rescan(&c, "start").await });
+    }
+
+    // The watch loop runs here until the first signal.
+    loop {
+        tokio::select! {
+            ev = watcher.next() => match ev {
+                Some(Ok(ev)) => on_event(&ctx, &mut watcher, ev).await,
+                Some(Err(e)) => tracing::error!(error = %e, "inotify failed; rescanning"),
+                None => break,
+            },
+            _ = signals.recv() => break,
+        }
+    }
+
+    // Staged shutdown: stop watching, drain the queue and in-flight uploads until the deadline.
+    drop(watcher);
+    let timeout = ctx.cfg.shutdown_timeout;
+    tracing::info!(queued = ctx.queue.len(), grace = ?timeout, "shutting down: finishing queued and in-flight uploads");
+    let _ = stop_tx.send(true);
+    let drained = async {
+        let _ = dispatcher.await;
+        let (tx, rx) = oneshot::channel();
+        if ctx.index_tx.send(IndexMsg::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    };
+    tokio::select! {
+        _ = drained => {
+            tracing::info!(requests = %ctx.store.requests(), "all uploads finished");
+        }
+        _ = tokio::time::sleep(timeout) => {
+            let left = ctx.queue.len() + ctx.retrying.lock().expect("poisoned").len();
+            tracing::warn!(left, "grace period over; files not shipped are shipped at the next start with -B");
+        }
+        _ = signals.recv() => {
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(130);
+        }
+    }
+    index_task.abort();
+    Ok(())
+}
+
+/// Checks the bucket once at start. Wrong names and refused credentials are errors; a store that
+/// does not answer is waited for. Returns `false` when a signal came while waiting.
+async fn wait_for_store(store: &Store, signals: &mut mpsc::Receiver<()>) -> Result<bool> {
+    let mut attempt = 0;
+    loop {
+        match store.check().await {
+            Ok(()) => return Ok(true),
+            Err(e @ (Error::NotFound(_) | Error::Permission(_))) => {
+                return Err(Error::InvalidConfig(e.to_string()));
+            }
+            Err(e) => {
+                let delay = crate::retry::delay(attempt, Duration::from_secs(30));
+                tracing::warn!(error = %e, retry_in = ?delay, "storage does not answer; waiting for it");
+                attempt += 1;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = signals.recv() => return Ok(false),
+                }
+            }
+        }
+    }
+}
+
+async fn on_event(ctx: &Arc<Ctx>, watcher: &mut Watcher, ev: WatchEvent) {
+    match ev {
+        WatchEvent::Overflow => {
+            ctx.stats.overflows.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("inotify queue overflowed; rescanning every watched path");
+            let c = ctx.clone();
+            tokio::spawn(async move { rescan(&c, "overflow").await });
+        }
+        WatchEvent::Fs { path, what, is_dir } => {
+            let cfg = &ctx.cfg;
+            if ctx.skip_dirs().iter().any(|s| path.starts_with(s)) {
+                return;
+            }
+            match classify(
+                what,
+                is_dir,
+                &path,
+                &cfg.listen_events,
+                &cfg.filter,
+                cfg.auto_add,
+            ) {
+                Action::Ship => ctx.queue.push(path).await,
+                Action::WatchDir => match watcher.add_tree(&path, true, &ctx.skip_dirs()) {
+                    Ok(dirs) => {
+                        tracing::info!(path = %path.display(), directories = dirs.len(), "watching new directory");
+                        // Files can land before the watch exists: look at what is already there.
+                        let c = ctx.clone();
+                        tokio::spawn(async move { ship_existing(&c, &path).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot watch new directory")
+                    }
+                },
+                Action::Ignore => {}
+            }
+        }
+    }
+}
+
+/// Queues every accepted file below a directory that was just watched.
+async fn ship_existing(ctx: &Arc<Ctx>, dir: &Path) {
+    let d = dir.to_path_buf();
+    let skip = ctx.skip_dirs();
+    let files = tokio::task::spawn_blocking(move || crate::scan::walk(&d, true, &skip))
+        .await
+        .unwrap_or_default();
+    for (path, _) in files {
+        if ctx.cfg.filter.accepts(&path.to_string_lossy()) {
+            ctx.queue.push(path).await;
+        }
+    }
+}
+
+/// Compares every watched root with the bucket, retrying until the bucket answers.
+async fn rescan(ctx: &Arc<Ctx>, why: &'static str) {
+    for root in &ctx.cfg.paths {
+        let mut attempt = 0;
+        loop {
+            let started = std::time::Instant::now();
+            match crate::scan::reconcile(ctx, root, ctx.cfg.recursive).await {
+                Ok(s) => {
+                    tracing::info!(
+                        why,
+                        path = %root.display(),
+                        files = s.files,
+                        present = s.present,
+                        queued = s.queued,
+                        list_requests = s.list_requests,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "scan finished"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    let delay = crate::retry::delay(attempt, crate::retry::CAP);
+                    tracing::warn!(why, path = %root.display(), error = %e, retry_in = ?delay, "scan failed");
+                    attempt += 1;
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+/// Takes queued files and ships up to `threads` at once; after `stop`, drains what is queued.
+async fn dispatch(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<PathBuf>, mut stop: watch::Receiver<bool>) {
+    let limit = Arc::new(Semaphore::new(ctx.cfg.threads));
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            Some(path) = rx.recv() => {
+                let permit = limit.clone().acquire_owned().await.expect("never closed");
+                ctx.queue.taken(&path);
+                let c = ctx.clone();
+                tasks.spawn(async move { job(&c, path).await; drop(permit) });
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+    loop {
+        while let Ok(path) = rx.try_recv() {
+            let permit = limit.clone().acquire_owned().await.expect("never closed");
+            ctx.queue.taken(&path);
+            let c = ctx.clone();
+            tasks.spawn(async move {
+                job(&c, path).await;
+                drop(permit)
+            });
+        }
+        if tasks.join_next().await.is_none() {
+            break;
+        }
+    }
+}
+
+/// Ships one file and routes the outcome: index, cleanup, or a later retry.
+async fn job(ctx: &Arc<Ctx>, path: PathBuf) {
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    match upload::ship(ctx, &path).await {
+        Ok(Shipment::Uploaded {
+            key,
+            bytes,
+            written,
+        }) => {
+            ctx.stats.shipped(bytes);
+            ctx.retrying.lock().expect("poisoned").remove(&path);
+            tracing::info!(key, bytes, ?written, "uploaded");
+            let _ = ctx.index_tx.send(IndexMsg::Shipped(dir)).await;
+            if ctx.cfg.with_index && wants_index(&path) {
+                // The index writer deletes it (--delete-on-backup) once the index is written.
+                let _ = ctx.index_tx.send(IndexMsg::Want(path)).await;
+            } else if ctx.cfg.delete_on_backup {
+                upload::delete_local(ctx, path).await;
+            }
+        }
+        Ok(Shipment::AlreadyThere | Shipment::NotAFile | Shipment::Changed) => {
+            ctx.retrying.lock().expect("poisoned").remove(&path);
+        }
+        Err(Error::Vanished(p)) => {
+            ctx.retrying.lock().expect("poisoned").remove(&path);
+            tracing::info!(path = %p.display(), "file vanished before it was shipped; dropped");
+        }
+        Err(e) => {
+            ctx.stats.failed(e.reason());
+            let attempt = {
+                let mut r = ctx.retrying.lock().expect("poisoned");
+                let n = r.entry(path.clone()).or_insert(0);
+                *n += 1;
+                *n
+            };
+            let delay = crate::retry::delay(attempt - 1, crate::retry::CAP);
+            if e.is_retryable() {
+                tracing::warn!(path = %path.display(), error = %e, attempt, retry_in = ?delay, "upload failed; will retry");
+            } else {
+                tracing::error!(path = %path.display(), error = %e, reason = e.reason(), attempt, retry_in = ?delay, "upload failed; will retry");
+            }
+            let c = ctx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                c.queue.push(path).await;
+            });
+        }
+    }
+}

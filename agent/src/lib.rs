@@ -1,0 +1,24 @@
+//! TableSnap: continuous, verifiable backup of Cassandra SSTables to S3.
+//!
+//! The agent's data flow, one module per stage: [`watch`] (inotify) → [`classify`] →
+//! [`queue`] → [`upload`] (to a [`store`]) → [`index`]; [`scan`] compares disk and bucket at start
+//! and after overflows; [`agent`] wires the stages and shuts them down in order.
+
+pub mod agent;
+pub mod classify;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod filter;
+pub mod index;
+pub mod key;
+pub mod logging;
+pub mod meta;
+pub mod queue;
+pub mod retry;
+pub mod scan;
+pub mod store;
+pub mod upload;
+pub mod watch;
+
+pub use error::{Error, Result};

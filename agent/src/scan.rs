@@ -1,0 +1,168 @@
+//! Comparing the disk with the bucket: at start with `-B` and after an inotify overflow. The bucket
+//! side is one LIST of each watched root's key prefix (a request per 1,000 keys), never a request
+//! per file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::agent::Ctx;
+use crate::error::{Error, Result};
+use crate::index::IndexMsg;
+use crate::key::{INDEX_SUFFIX, wants_index};
+use crate::queue::Version;
+use crate::store::{Listed, RequestKind};
+
+/// What a scan found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScanStats {
+    /// Local files considered.
+    pub files: usize,
+    /// Already in the bucket.
+    pub present: usize,
+    /// Queued for upload.
+    pub queued: usize,
+    /// LIST requests made.
+    pub list_requests: u64,
+}
+
+/// Lists the regular files below `root` (only its own files unless `recursive`), skipping
+/// directories named in `skip`.
+pub fn walk(root: &Path, recursive: bool, skip: &[PathBuf]) -> Vec<(PathBuf, Version)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let path = e.path();
+            let Ok(m) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if m.is_dir() {
+                if recursive && !skip.contains(&path) {
+                    dirs.push(path);
+                }
+            } else if m.is_file() {
+                out.push((path, Version::of(&m)));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Compares one watched root with the bucket and queues what is missing or different.
+pub async fn reconcile(ctx: &Arc<Ctx>, root: &Path, recursive: bool) -> Result<ScanStats> {
+    let r = root.to_path_buf();
+    let skip = ctx.skip_dirs();
+    let files = tokio::task::spawn_blocking(move || walk(&r, recursive, &skip))
+        .await
+        .expect("walk panicked");
+    let prefix = ctx.cfg.keys.dir_prefix(root);
+    let lists_before = ctx.store.requests().get(RequestKind::List);
+    let listed: HashMap<String, Listed> = ctx
+        .store
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .map(|o| (o.key.clone(), o))
+        .collect();
+    let mut stats = ScanStats {
+        list_requests: ctx.store.requests().get(RequestKind::List) - lists_before,
+        ..ScanStats::default()
+    };
+
+    for (path, disk) in files {
+        if !ctx.cfg.filter.accepts(&path.to_string_lossy()) {
+            continue;
+        }
+        stats.files += 1;
+        let key = ctx.cfg.keys.data_key(&path);
+        let present = match listed.get(&key) {
+            Some(o) if o.size == disk.size => {
+                !ctx.cfg.md5_on_start || same_md5(ctx, &path, o).await?
+            }
+            _ => false,
+        };
+        if present {
+            stats.present += 1;
+            ctx.shipped.insert(
+                path.clone(),
+                Version {
+                    size: disk.size,
+                    mtime: None,
+                },
+            );
+            // A data file whose index never made it (a crash in between) gets it now.
+            if ctx.cfg.with_index
+                && wants_index(&path)
+                && !listed.contains_key(&format!("{key}{INDEX_SUFFIX}"))
+            {
+                let _ = ctx.index_tx.send(IndexMsg::Want(path)).await;
+            }
+        } else {
+            stats.queued += 1;
+            ctx.queue.push(path).await;
+        }
+    }
+    Ok(stats)
+}
+
+/// `--md5-on-start`: the object's MD5 (its ETag for a single PUT, else its md5sum metadata)
+/// against the file's.
+async fn same_md5(ctx: &Arc<Ctx>, path: &Path, o: &Listed) -> Result<bool> {
+    let p = path.to_path_buf();
+    let local = match tokio::task::spawn_blocking(move || -> Result<String> {
+        let mut f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
+        let len = f.metadata().map_err(|e| Error::io(&p, e))?.len();
+        Ok(crate::meta::hash_file(&mut f, &p, len, false)?.0)
+    })
+    .await
+    .expect("hash panicked")
+    {
+        Ok(m) => m,
+        Err(Error::Vanished(_)) => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    let remote = match &o.etag {
+        Some(e) if e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit()) => Some(e.clone()),
+        _ => ctx
+            .store
+            .head(&o.key)
+            .await?
+            .and_then(|h| h.meta.md5sum().map(str::to_string)),
+    };
+    let same = remote.as_deref() == Some(local.as_str());
+    if !same {
+        tracing::warn!(path = %path.display(), key = o.key, "MD5 differs from the bucket's copy; uploading the local file");
+    }
+    Ok(same)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walk_respects_recursion_and_skips() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("ks/t")).unwrap();
+        std::fs::create_dir_all(d.path().join("staging")).unwrap();
+        std::fs::write(d.path().join("top"), b"1").unwrap();
+        std::fs::write(d.path().join("ks/t/deep"), b"22").unwrap();
+        std::fs::write(d.path().join("staging/x"), b"3").unwrap();
+        let flat = walk(d.path(), false, &[]);
+        assert_eq!(flat.len(), 1);
+        let all = walk(d.path(), true, &[d.path().join("staging")]);
+        let names: Vec<_> = all
+            .iter()
+            .map(|(p, v)| (p.strip_prefix(d.path()).unwrap().to_owned(), v.size))
+            .collect();
+        assert_eq!(
+            names,
+            vec![(PathBuf::from("ks/t/deep"), 2), (PathBuf::from("top"), 1)]
+        );
+    }
+}

@@ -1,0 +1,582 @@
+//! The S3 backend: aws-sdk-s3 with the whole AWS credential chain and any S3-compatible endpoint.
+//! Bodies are streamed from disk; parts in flight are limited globally; a multipart upload that
+//! fails is aborted.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{
+    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption,
+    StorageClass,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_types::byte_stream::Length;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+
+use super::{Head, Listed, RequestCounter, RequestKind, Source, StoreOptions, Written};
+use crate::config::{S3Settings, Sse};
+use crate::error::{Error, Result};
+use crate::meta::ObjectMeta;
+
+/// Attempts of one part before the whole upload is given up (and aborted).
+const PART_ATTEMPTS: u32 = 5;
+
+/// An S3 bucket.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    opts: StoreOptions,
+    parts: Arc<Semaphore>,
+    pub(super) requests: Arc<RequestCounter>,
+}
+
+impl S3Store {
+    /// Builds the client: credentials from the flags or the default chain, region from the flag,
+    /// the chain, or us-east-1; path-style with a custom endpoint; checksums only when required
+    /// (several S3-compatible servers reject the SDK's default aws-chunked CRC trailer).
+    pub async fn new(s: &S3Settings, opts: StoreOptions) -> Result<Self> {
+        let region = RegionProviderChain::first_try(s.region.clone().map(Region::new))
+            .or_default_provider()
+            .or_else(Region::new("us-east-1"));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(region)
+            .retry_config(RetryConfig::standard().with_max_attempts(s.max_attempts.max(1)))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .build(),
+            );
+        if let Some(c) = &s.credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                c.access_key.clone(),
+                c.secret_key.clone(),
+                c.session_token.clone(),
+                None,
+                "tablesnap-command-line",
+            ));
+        }
+        let sdk = loader.load().await;
+        let mut b = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(s.force_path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(e) = &s.endpoint {
+            b = b.endpoint_url(e);
+        }
+        Ok(Self {
+            client: Client::from_conf(b.build()),
+            bucket: s.bucket.clone(),
+            parts: Arc::new(Semaphore::new(opts.max_parts_in_flight.max(1))),
+            opts,
+            requests: Arc::default(),
+        })
+    }
+
+    /// HeadBucket: NotFound / Permission / Transient as the server says.
+    pub async fn check(&self) -> Result<()> {
+        self.requests.add(RequestKind::Head, 1);
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(e, &format!("bucket {}", self.bucket)))
+    }
+
+    /// PUT, or multipart above the single-PUT limit.
+    pub async fn put(
+        &self,
+        key: &str,
+        src: Source,
+        meta: &ObjectMeta,
+        md5_hex: Option<&str>,
+    ) -> Result<Written> {
+        let len = src.len();
+        match src {
+            Source::File { path, len } if len > self.opts.sizing.max_single_put => {
+                self.put_multipart(key, &path, len, meta).await
+            }
+            src => {
+                let _permit = self.parts.acquire().await.expect("semaphore never closed");
+                let body = body_of(&src).await?;
+                let mut req = self
+                    .client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .body(body)
+                    .content_length(len as i64)
+                    .set_metadata(Some(user_meta(meta)))
+                    .set_content_type(meta.content_type.clone());
+                if let Some(m) = md5_hex.and_then(|h| hex::decode(h).ok()) {
+                    req = req.content_md5(aws_smithy_types::base64::encode(m));
+                }
+                if meta.content_type.is_none() {
+                    req = self.with_write_options_put(req);
+                }
+                self.requests.add(RequestKind::Put, 1);
+                req.send().await.map_err(|e| file_error(e, key, &src))?;
+                Ok(Written::Single)
+            }
+        }
+    }
+
+    fn with_write_options_put(
+        &self,
+        mut req: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        if let Some(c) = &self.opts.write.storage_class {
+            req = req.storage_class(StorageClass::from(c.as_str()));
+        }
+        match &self.opts.write.sse {
+            Some(Sse::Aes256) => req = req.server_side_encryption(ServerSideEncryption::Aes256),
+            Some(Sse::Kms(id)) => {
+                req = req
+                    .server_side_encryption(ServerSideEncryption::AwsKms)
+                    .ssekms_key_id(id)
+            }
+            None => {}
+        }
+        req
+    }
+
+    async fn put_multipart(
+        &self,
+        key: &str,
+        path: &Path,
+        len: u64,
+        meta: &ObjectMeta,
+    ) -> Result<Written> {
+        let part_size = self.opts.sizing.part_size_for(len);
+        let mut create = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_metadata(Some(user_meta(meta)));
+        if let Some(c) = &self.opts.write.storage_class {
+            create = create.storage_class(StorageClass::from(c.as_str()));
+        }
+        match &self.opts.write.sse {
+            Some(Sse::Aes256) => {
+                create = create.server_side_encryption(ServerSideEncryption::Aes256)
+            }
+            Some(Sse::Kms(id)) => {
+                create = create
+                    .server_side_encryption(ServerSideEncryption::AwsKms)
+                    .ssekms_key_id(id)
+            }
+            None => {}
+        }
+        self.requests.add(RequestKind::Put, 1);
+        let created = create.send().await.map_err(|e| classify(e, key))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| {
+                Error::Storage(format!(
+                    "{key}: CreateMultipartUpload returned no upload id"
+                ))
+            })?
+            .to_string();
+
+        let result = self
+            .upload_parts(key, path, len, part_size, &upload_id)
+            .await;
+        match result {
+            Ok(parts) => {
+                let n = parts.len() as u32;
+                self.requests.add(RequestKind::Put, 1);
+                let done = self
+                    .client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await;
+                match done {
+                    Ok(_) => Ok(Written::Multipart(n)),
+                    Err(e) => {
+                        let err = classify(e, key);
+                        self.abort(key, &upload_id).await;
+                        Err(err)
+                    }
+                }
+            }
+            Err(e) => {
+                self.abort(key, &upload_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_parts(
+        &self,
+        key: &str,
+        path: &Path,
+        len: u64,
+        part_size: u64,
+        upload_id: &str,
+    ) -> Result<Vec<CompletedPart>> {
+        let count = len.div_ceil(part_size).max(1);
+        let jobs = (0..count).map(|i| {
+            let offset = i * part_size;
+            let this_len = part_size.min(len - offset);
+            self.upload_part(key, path, upload_id, i as i32 + 1, offset, this_len)
+        });
+        // Parts of one file go in parallel too; the global semaphore bounds the total.
+        let mut parts: Vec<CompletedPart> = futures::stream::iter(jobs)
+            .buffer_unordered(self.opts.max_parts_in_flight.max(1))
+            .collect::<Vec<Result<CompletedPart>>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        parts.sort_by_key(|p| p.part_number());
+        Ok(parts)
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        path: &Path,
+        upload_id: &str,
+        number: i32,
+        offset: u64,
+        len: u64,
+    ) -> Result<CompletedPart> {
+        let _permit = self.parts.acquire().await.expect("semaphore never closed");
+        let mut attempt = 0;
+        loop {
+            let src = Source::File {
+                path: path.to_path_buf(),
+                len,
+            };
+            let body = ByteStream::read_from()
+                .path(path)
+                .offset(offset)
+                .length(Length::Exact(len))
+                .build()
+                .await
+                .map_err(|e| body_error(path, e))?;
+            self.requests.add(RequestKind::Put, 1);
+            let res = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .content_length(len as i64)
+                .body(body)
+                .send()
+                .await;
+            match res {
+                Ok(out) => {
+                    return Ok(CompletedPart::builder()
+                        .set_e_tag(out.e_tag().map(str::to_string))
+                        .part_number(number)
+                        .build());
+                }
+                Err(e) => {
+                    let err = file_error(e, key, &src);
+                    attempt += 1;
+                    if !err.is_retryable() || attempt >= PART_ATTEMPTS {
+                        return Err(err);
+                    }
+                    tracing::debug!(key, part = number, attempt, error = %err, "retrying part");
+                    tokio::time::sleep(crate::retry::delay(attempt, Duration::from_secs(10))).await;
+                }
+            }
+        }
+    }
+
+    async fn abort(&self, key: &str, upload_id: &str) {
+        for attempt in 0..3 {
+            self.requests.add(RequestKind::Put, 1);
+            match self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .send()
+                .await
+            {
+                Ok(_) => return,
+                Err(e) => {
+                    let err = classify(e, key);
+                    tracing::warn!(key, upload_id, error = %err, "could not abort multipart upload");
+                    if !err.is_retryable() {
+                        return;
+                    }
+                    tokio::time::sleep(crate::retry::delay(attempt, Duration::from_secs(5))).await;
+                }
+            }
+        }
+    }
+
+    /// ListObjectsV2 over every page of `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            self.requests.add(RequestKind::List, 1);
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify(e, &format!("listing {prefix}")))?;
+            for o in page.contents() {
+                let Some(key) = o.key() else { continue };
+                out.push(Listed {
+                    key: key.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    etag: o.e_tag().map(|e| e.trim_matches('"').to_string()),
+                    modified: o.last_modified().map(|t| t.secs()),
+                });
+            }
+            match (page.is_truncated(), page.next_continuation_token()) {
+                (Some(true), Some(t)) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// HeadObject; `None` when the key does not exist.
+    pub async fn head(&self, key: &str) -> Result<Option<Head>> {
+        self.requests.add(RequestKind::Head, 1);
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(h) => Ok(Some(Head {
+                size: h.content_length().unwrap_or(0).max(0) as u64,
+                etag: h.e_tag().map(|e| e.trim_matches('"').to_string()),
+                meta: ObjectMeta {
+                    content_type: h.content_type().map(str::to_string),
+                    user: h
+                        .metadata()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect(),
+                },
+            })),
+            Err(e) => match classify(e, key) {
+                Error::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// GetObject into memory (indexes, small objects).
+    pub async fn get_bytes(&self, key: &str) -> Result<Bytes> {
+        self.requests.add(RequestKind::Get, 1);
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify(e, key))?;
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::Transient(format!("{key}: {e}")))?;
+        Ok(data.into_bytes())
+    }
+
+    /// GetObject (ranged when `range` is given) streamed into `file` at the range's offset.
+    pub async fn download_range(
+        &self,
+        key: &str,
+        range: Option<(u64, u64)>,
+        file: &Path,
+    ) -> Result<u64> {
+        self.requests.add(RequestKind::Get, 1);
+        let mut req = self.client.get_object().bucket(&self.bucket).key(key);
+        if let Some((start, end)) = range {
+            req = req.range(format!("bytes={start}-{}", end - 1));
+        }
+        let out = req.send().await.map_err(|e| classify(e, key))?;
+        let mut body = out.body;
+        let mut f = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(file)
+            .await
+            .map_err(|e| Error::io(file, e))?;
+        f.seek(std::io::SeekFrom::Start(range.map_or(0, |r| r.0)))
+            .await
+            .map_err(|e| Error::io(file, e))?;
+        let mut n = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| Error::Transient(format!("{key}: {e}")))?;
+            f.write_all(&chunk).await.map_err(|e| Error::io(file, e))?;
+            n += chunk.len() as u64;
+        }
+        f.flush().await.map_err(|e| Error::io(file, e))?;
+        Ok(n)
+    }
+
+    /// DeleteObjects in batches of 1,000; returns keys the server refused to delete.
+    pub async fn delete_many(&self, keys: &[String]) -> Result<Vec<String>> {
+        let mut failed = Vec::new();
+        for batch in keys.chunks(1000) {
+            let objects = batch
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::Storage(e.to_string()))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| Error::Storage(e.to_string()))?;
+            self.requests.add(RequestKind::Delete, 1);
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| classify(e, "DeleteObjects"))?;
+            failed.extend(
+                out.errors()
+                    .iter()
+                    .filter_map(|e| e.key().map(str::to_string)),
+            );
+        }
+        Ok(failed)
+    }
+}
+
+fn user_meta(meta: &ObjectMeta) -> HashMap<String, String> {
+    meta.user
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+async fn body_of(src: &Source) -> Result<ByteStream> {
+    match src {
+        Source::Memory(b) => Ok(ByteStream::from(b.clone())),
+        Source::File { path, len } => ByteStream::read_from()
+            .path(path)
+            .length(Length::Exact(*len))
+            .build()
+            .await
+            .map_err(|e| body_error(path, e)),
+    }
+}
+
+fn body_error(path: &Path, e: aws_smithy_types::byte_stream::error::Error) -> Error {
+    if !path.exists() {
+        return Error::Vanished(path.to_path_buf());
+    }
+    Error::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// Maps an SDK error of a request that read `src`: a file that is gone is [`Error::Vanished`].
+fn file_error<E>(e: SdkError<E, HttpResponse>, key: &str, src: &Source) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if let Source::File { path, .. } = src {
+        if !path.exists() {
+            return Error::Vanished(path.clone());
+        }
+    }
+    classify(e, key)
+}
+
+/// Sorts an SDK error into what the caller can do about it. Messages carry the server's code and
+/// message, never credentials.
+pub(crate) fn classify<E>(e: SdkError<E, HttpResponse>, what: &str) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match &e {
+        SdkError::ServiceError(se) => {
+            let err = se.err();
+            let code = err.code().unwrap_or("");
+            let msg = err.message().unwrap_or("");
+            let status = se.raw().status().as_u16();
+            let text = if code.is_empty() && msg.is_empty() {
+                format!("{what}: HTTP {status}")
+            } else {
+                format!("{what}: {code} {msg} (HTTP {status})").replace("  ", " ")
+            };
+            match (code, status) {
+                ("NoSuchBucket" | "NoSuchKey" | "NotFound", _) | (_, 404) => Error::NotFound(text),
+                (
+                    "AccessDenied"
+                    | "InvalidAccessKeyId"
+                    | "SignatureDoesNotMatch"
+                    | "Forbidden"
+                    | "AllAccessDisabled",
+                    _,
+                )
+                | (_, 401 | 403) => Error::Permission(text),
+                (
+                    "SlowDown"
+                    | "InternalError"
+                    | "ServiceUnavailable"
+                    | "RequestTimeout"
+                    | "RequestTimeTooSkewed",
+                    _,
+                )
+                | (_, 408 | 429) => Error::Transient(text),
+                (_, s) if s >= 500 => Error::Transient(text),
+                ("BadDigest" | "IncompleteBody", _) => Error::Integrity(text),
+                _ => Error::Storage(text),
+            }
+        }
+        SdkError::ConstructionFailure(_) => Error::Storage(format!(
+            "{what}: {}",
+            aws_smithy_types::error::display::DisplayErrorContext(&e)
+        )),
+        _ => Error::Transient(format!(
+            "{what}: {}",
+            aws_smithy_types::error::display::DisplayErrorContext(&e)
+        )),
+    }
+}

@@ -1,0 +1,110 @@
+//! Shipping one file: read it once for its MD5 (small files are sent from that same read), upload
+//! it with the Python tool's metadata, and check that it did not change meanwhile.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::agent::Ctx;
+use crate::error::{Error, Result};
+use crate::meta::{ObjectMeta, hash_file};
+use crate::queue::Version;
+use crate::store::{Source, Written};
+
+/// Files up to this size are read into memory once and sent from there; larger ones are hashed,
+/// then streamed from disk (the second read is usually served by the page cache).
+pub const SMALL_FILE: u64 = 1 << 20;
+
+/// Files from this size on get a log line when their upload starts.
+pub const LARGE_FILE: u64 = 8 << 20;
+
+/// What shipping a file did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shipment {
+    /// Uploaded under `key`.
+    Uploaded {
+        /// The object key.
+        key: String,
+        /// Bytes sent.
+        bytes: u64,
+        /// Single PUT or multipart.
+        written: Written,
+    },
+    /// The bucket already holds this version.
+    AlreadyThere,
+    /// Not a regular file (a directory, a socket, ...).
+    NotAFile,
+    /// The file changed while it was uploaded; it has been queued again.
+    Changed,
+}
+
+/// Ships the file at `path`.
+pub async fn ship(ctx: &Arc<Ctx>, path: &Path) -> Result<Shipment> {
+    let disk = tokio::fs::symlink_metadata(path)
+        .await
+        .map_err(|e| Error::io(path, e))?;
+    if !disk.is_file() {
+        return Ok(Shipment::NotAFile);
+    }
+    let before = Version::of(&disk);
+    if ctx.shipped.has(path, &before) {
+        return Ok(Shipment::AlreadyThere);
+    }
+    let key = ctx.cfg.keys.data_key(path);
+
+    let p = path.to_path_buf();
+    let (md5, kept, meta) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let mut f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
+        let meta = f.metadata().map_err(|e| Error::io(&p, e))?;
+        let (md5, kept) = hash_file(&mut f, &p, meta.len(), meta.len() <= SMALL_FILE)?;
+        Ok((md5, kept, meta))
+    })
+    .await
+    .expect("hashing task panicked")?;
+    let hashed = Version::of(&meta);
+    let len = meta.len();
+    if len >= LARGE_FILE {
+        tracing::info!(key, bytes = len, "uploading");
+    }
+    let src = match kept {
+        Some(b) => Source::Memory(Bytes::from(b)),
+        None => Source::File {
+            path: path.to_path_buf(),
+            len,
+        },
+    };
+    let written = ctx
+        .store
+        .put(&key, src, &ObjectMeta::for_file(&meta, &md5), Some(&md5))
+        .await?;
+
+    // The object must be the file as it is now: if it changed while we read it, go again.
+    let after = tokio::fs::symlink_metadata(path)
+        .await
+        .map_err(|e| Error::io(path, e))?;
+    if Version::of(&after) != hashed {
+        ctx.queue.push(path.to_path_buf()).await;
+        return Ok(Shipment::Changed);
+    }
+    ctx.shipped.insert(path.to_path_buf(), hashed);
+    Ok(Shipment::Uploaded {
+        key,
+        bytes: len,
+        written,
+    })
+}
+
+/// Removes a shipped file for `--delete-on-backup`; a file already gone is fine.
+pub async fn delete_local(ctx: &Ctx, path: PathBuf) {
+    match tokio::fs::remove_file(&path).await {
+        Ok(()) => {
+            ctx.shipped.remove(&path);
+            tracing::info!(path = %path.display(), "deleted after backup");
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ctx.shipped.remove(&path),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "could not delete after backup")
+        }
+    }
+}

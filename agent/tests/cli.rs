@@ -1,0 +1,299 @@
+//! The command line: every flag of the Python tool parses to the same meaning and default, and bad
+//! input gets one line naming the value, exit code 2, and nothing uploaded.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use clap::Parser;
+use tablesnap::cli::{Args, ListenEvent};
+use tablesnap::config::{Config, Sse, StoreLocation};
+
+fn parse(extra: &[&str]) -> Config {
+    let d = std::env::temp_dir();
+    let mut argv = vec!["tablesnap"];
+    argv.extend_from_slice(extra);
+    argv.push("bucket-name");
+    argv.push(d.to_str().unwrap());
+    Config::try_from(Args::try_parse_from(argv).expect("parses")).expect("valid")
+}
+
+#[test]
+fn python_defaults() {
+    let c = parse(&[]);
+    let StoreLocation::S3(s3) = &c.store else {
+        panic!("s3 expected")
+    };
+    assert_eq!(s3.bucket, "bucket-name");
+    assert_eq!(s3.credentials, None, "no -k/-s: the AWS credential chain");
+    assert_eq!(s3.endpoint, None);
+    assert_eq!(
+        c.keys.data_key(std::path::Path::new("/x")),
+        format!("{}:/x", tablesnap::key::fqdn())
+    );
+    assert!(!c.recursive && !c.auto_add && !c.backup && !c.md5_on_start && !c.delete_on_backup);
+    assert!(c.with_index);
+    assert_eq!(c.threads, 4);
+    assert_eq!(
+        c.listen_events,
+        vec![ListenEvent::IN_MOVED_TO, ListenEvent::IN_CLOSE_WRITE]
+    );
+    assert_eq!(c.sizing.max_single_put, 5120 << 20);
+    assert_eq!(c.sizing.part_size, 256 << 20);
+    assert_eq!(s3.max_attempts, 1, "--retries defaults to 1 as in Python");
+    assert_eq!(c.write.storage_class, None);
+    assert_eq!(c.write.sse, None);
+    assert!(c.filter.accepts("/a/b-Data.db") && !c.filter.accepts("/a/b-tmp-Data.db"));
+}
+
+/// Each Python flag, short and long, and what it must mean.
+#[test]
+fn python_flags_table() {
+    type Check = fn(&Config) -> bool;
+    let table: Vec<(&[&str], Check)> = vec![
+        (&["-k", "AKID", "-s", "SECRET"], |c| {
+            matches!(&c.store, StoreLocation::S3(s) if s.credentials.as_ref().is_some_and(|k| k.access_key == "AKID" && k.secret_key == "SECRET"))
+                && c.secret_on_command_line
+        }),
+        (
+            &[
+                "--aws-key",
+                "AKID",
+                "--aws-secret",
+                "S",
+                "--aws-token",
+                "TOK",
+            ],
+            |c| matches!(&c.store, StoreLocation::S3(s) if s.credentials.as_ref().is_some_and(|k| k.session_token.as_deref() == Some("TOK"))),
+        ),
+        (
+            &["--aws-region", "eu-central-2"],
+            |c| matches!(&c.store, StoreLocation::S3(s) if s.region.as_deref() == Some("eu-central-2")),
+        ),
+        (&["-r"], |c| c.recursive),
+        (&["--recursive"], |c| c.recursive),
+        (&["-a"], |c| c.auto_add),
+        (&["--auto-add"], |c| c.auto_add),
+        (&["-B"], |c| c.backup),
+        (&["--backup"], |c| c.backup),
+        (&["-R"], |c| {
+            c.write.storage_class.as_deref() == Some("REDUCED_REDUNDANCY")
+        }),
+        (&["--reduced-redundancy"], |c| {
+            c.write.storage_class.as_deref() == Some("REDUCED_REDUNDANCY")
+        }),
+        (&["-p", "pre/"], |c| {
+            c.keys
+                .data_key(std::path::Path::new("/x"))
+                .starts_with("pre/")
+        }),
+        (&["--prefix", "pre/"], |c| {
+            c.keys
+                .data_key(std::path::Path::new("/x"))
+                .starts_with("pre/")
+        }),
+        (&["--without-index"], |c| !c.with_index),
+        (&["--with-sse"], |c| c.write.sse == Some(Sse::Aes256)),
+        (&["--keyname-separator", "|", "-n", "h"], |c| {
+            c.keys.data_key(std::path::Path::new("/x")) == "h|/x"
+        }),
+        (&["-t", "9"], |c| c.threads == 9),
+        (&["--threads", "9"], |c| c.threads == 9),
+        (&["-n", "node7"], |c| c.keys.name() == "node7"),
+        (&["--name", "node7"], |c| c.keys.name() == "node7"),
+        (&["--md5-on-start"], |c| c.md5_on_start),
+        (&["--listen-events", "IN_CREATE"], |c| {
+            c.listen_events == vec![ListenEvent::IN_CREATE]
+        }),
+        (
+            &[
+                "--listen-events",
+                "IN_MOVED_TO",
+                "--listen-events",
+                "IN_CLOSE_WRITE",
+            ],
+            |c| c.listen_events == vec![ListenEvent::IN_MOVED_TO, ListenEvent::IN_CLOSE_WRITE],
+        ),
+        (&["--delete-on-backup"], |c| c.delete_on_backup),
+        (&["-e", "Index"], |c| {
+            !c.filter.accepts("/a-Index.db") && c.filter.accepts("/a-tmp-Data.db")
+        }),
+        (&["--exclude", "Index"], |c| {
+            !c.filter.accepts("/a-Index.db")
+        }),
+        (&["-i", "Data"], |c| {
+            c.filter.accepts("/a-Data.db") && !c.filter.accepts("/a-Index.db")
+        }),
+        (&["--include", "Data"], |c| !c.filter.accepts("/a-Index.db")),
+        (&["--max-upload-size", "100"], |c| {
+            c.sizing.max_single_put == 100 << 20
+        }),
+        (&["--multipart-chunk-size", "5"], |c| {
+            c.sizing.part_size == 5 << 20
+        }),
+        (
+            &["--retries", "7"],
+            |c| matches!(&c.store, StoreLocation::S3(s) if s.max_attempts == 7),
+        ),
+        // Additions of ours.
+        (
+            &["--endpoint-url", "http://127.0.0.1:3900"],
+            |c| matches!(&c.store, StoreLocation::S3(s) if s.endpoint.as_deref() == Some("http://127.0.0.1:3900") && s.force_path_style),
+        ),
+        (
+            &[
+                "--endpoint-url",
+                "https://s3.example.com",
+                "--virtual-hosted-style",
+            ],
+            |c| matches!(&c.store, StoreLocation::S3(s) if !s.force_path_style),
+        ),
+        (&["--storage-class", "STANDARD_IA", "-R"], |c| {
+            c.write.storage_class.as_deref() == Some("STANDARD_IA")
+        }),
+        (&["--sse-kms-key-id", "k1"], |c| {
+            c.write.sse == Some(Sse::Kms("k1".into()))
+        }),
+    ];
+    for (flags, check) in table {
+        let c = parse(flags);
+        assert!(check(&c), "flags {flags:?} parsed to {c:?}");
+    }
+}
+
+#[test]
+fn repeated_flags_are_accepted_as_in_argparse() {
+    assert!(parse(&["-B", "-B", "-r", "-r"]).backup);
+}
+
+#[test]
+fn file_url_is_a_local_store() {
+    let d = tempfile::tempdir().unwrap();
+    let c = Config::try_from(
+        Args::try_parse_from([
+            "tablesnap",
+            "file:///var/backups/x",
+            d.path().to_str().unwrap(),
+        ])
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        c.store,
+        StoreLocation::Local(PathBuf::from("/var/backups/x"))
+    );
+}
+
+/// Runs the binary with `args`; returns (exit code, stderr).
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(support::bin())
+        .args(args)
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_input_one_line_exit_2_nothing_written() {
+    let d = tempfile::tempdir().unwrap();
+    let watched = d.path().join("watched");
+    std::fs::create_dir(&watched).unwrap();
+    std::fs::write(watched.join("existing-Data.db"), b"x").unwrap();
+    let afile = d.path().join("a-file");
+    std::fs::write(&afile, b"x").unwrap();
+    let store = d.path().join("store");
+    let bucket = format!("file://{}", store.display());
+    let w = watched.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["-i", "(unclosed", &bucket, w], "(unclosed"),
+        (vec!["-e", "[z-a]", &bucket, w], "[z-a]"),
+        (vec!["-i", "a", "-e", "b", &bucket, w], "--exclude"),
+        (vec![&bucket, "/no/such/dir"], "/no/such/dir"),
+        (vec![&bucket, afile.to_str().unwrap()], "a-file"),
+        (vec!["-t", "0", &bucket, w], "'0'"),
+        (
+            vec!["--multipart-chunk-size", "4", &bucket, w],
+            "--multipart-chunk-size 4",
+        ),
+        (
+            vec!["--multipart-chunk-size", "5121", &bucket, w],
+            "--multipart-chunk-size 5121",
+        ),
+        (
+            vec!["--max-upload-size", "5121", &bucket, w],
+            "--max-upload-size 5121",
+        ),
+        (
+            vec!["--listen-events", "IN_DELETE", &bucket, w],
+            "IN_DELETE",
+        ),
+        (
+            vec!["--endpoint-url", "not a url", "bucket-x", w],
+            "not a url",
+        ),
+        (
+            vec!["--endpoint-url", "ftp://host", "bucket-x", w],
+            "ftp://host",
+        ),
+        (vec!["-B", "file://host/x", w], "file://host/x"),
+        (vec!["-B", "s3://bucket", w], "s3://bucket"),
+        (vec!["-B", "Bad Bucket!", w], "Bad Bucket!"),
+    ];
+    for (args, needle) in cases {
+        let mut full = vec!["-B"];
+        full.extend(args.iter().copied());
+        let (code, err) = run(&full);
+        assert_eq!(code, 2, "{args:?}: exit {code}, stderr: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: one line expected: {err}"
+        );
+        assert!(
+            err.contains(needle),
+            "{args:?}: {err:?} does not name {needle:?}"
+        );
+        assert!(
+            !store.exists(),
+            "{args:?}: something was written to the store"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_bucket_and_refused_credentials_exit_2_with_the_server_reason() {
+    let endpoint = std::env::var("TABLESNAP_TEST_S3_ENDPOINT")
+        .expect("TABLESNAP_TEST_S3_ENDPOINT (run e2e/test.sh)");
+    let d = tempfile::tempdir().unwrap();
+    let w = d.path().to_str().unwrap();
+    let (code, err) = run(&["-B", "--endpoint-url", &endpoint, "no-such-bucket-ts", w]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no-such-bucket-ts") && err.contains("not found"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+
+    let out = Command::new(support::bin())
+        .args(["-B", "--endpoint-url", &endpoint, "tablesnap-test", w])
+        .env("AWS_ACCESS_KEY_ID", "GK000000000000000000000000")
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("permission denied"), "{err}");
+    assert!(
+        !err.contains("0000000000000000000000000000000000000000000000000000000000000000"),
+        "secret leaked: {err}"
+    );
+}
