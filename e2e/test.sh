@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine or a warm one:
+#   - installs what the tests need, cached between runs (Garage, a Python venv with boto3,
+#     kubernetes-validate and helm-python-sdk),
+#   - starts a Garage S3 server on loopback,
+#   - runs formatting and lint checks, every Rust test (unit, behaviour against Garage and
+#     file://, operator) and the Python tests (boto3 reader, Kubernetes manifests),
+#   - runs the real-cluster e2e, which says that it skipped when no cluster is reachable.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test tools (cached)"
+e2e/scripts/install-garage.sh >/dev/null
+venv="$(e2e/scripts/venv.sh)"
+
+step "building"
+cargo build --workspace --all-targets --locked
+
+step "format and lint"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+work="$(mktemp -d)"
+cleanup() { e2e/scripts/garage.sh stop "$work/garage" || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+step "starting Garage"
+eval "$(e2e/scripts/garage.sh start "$work/garage")"
+
+step "Rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+step "Python tests"
+export TABLESNAP_BIN="$root/target/debug/tablesnap"
+export TABLESNAP_TARGET_DIR="$root/target/debug"
+"$venv/bin/python" -m pytest -q e2e/python
+
+step "Kubernetes e2e (needs a reachable cluster)"
+if [ -x e2e/k8s/run.sh ]; then
+  e2e/k8s/run.sh
+fi
