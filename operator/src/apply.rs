@@ -17,7 +17,9 @@ use serde_json::Value;
 use crate::crd::{TableSnap, TableSnapStatus, TargetKind, TargetStatus};
 use crate::error::{Error, Result};
 use crate::metrics::{ActionLabel, Metrics, ResultLabel};
-use crate::render::{self, FIELD_MANAGER, HASH_ANNOTATION, OWNER_ANNOTATION, SCRATCH_VOLUME, SIDECAR_NAME};
+use crate::render::{
+    self, FIELD_MANAGER, HASH_ANNOTATION, OWNER_ANNOTATION, SCRATCH_VOLUME, SIDECAR_NAME,
+};
 use crate::resolve::{self, Candidate, DataVolume, Problem, Resolution};
 use crate::{cleanup, status};
 
@@ -78,9 +80,16 @@ fn pod_selector(candidate: &Candidate<'_>) -> String {
             .spec
             .as_ref()
             .and_then(|s| s.selector.match_labels.as_ref())
-            .map(|l| l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+            .map(|l| {
+                l.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
             .unwrap_or_default(),
-        Candidate::Datacenter(dc) => format!("{}={}", resolve::CASS_OPERATOR_DC_LABEL, dc.name_any()),
+        Candidate::Datacenter(dc) => {
+            format!("{}={}", resolve::CASS_OPERATOR_DC_LABEL, dc.name_any())
+        }
     }
 }
 
@@ -89,12 +98,25 @@ fn up_to_date(candidate: &Candidate<'_>, ts_name: &str, body: &Value) -> bool {
     let pod = candidate.pod_spec().unwrap_or_default();
     annotations.get(HASH_ANNOTATION).map(String::as_str) == render::body_hash(body)
         && annotations.get(OWNER_ANNOTATION).map(String::as_str) == Some(ts_name)
-        && pod.init_containers.iter().flatten().any(|c| c.name == SIDECAR_NAME)
-        && pod.volumes.iter().flatten().any(|v| v.name == SCRATCH_VOLUME)
+        && pod
+            .init_containers
+            .iter()
+            .flatten()
+            .any(|c| c.name == SIDECAR_NAME)
+        && pod
+            .volumes
+            .iter()
+            .flatten()
+            .any(|v| v.name == SCRATCH_VOLUME)
 }
 
 /// Decide, for one TableSnap and the namespace's objects, what to inject, skip and remove.
-pub fn plan(ts: &TableSnap, tablesnaps: &[TableSnap], statefulsets: &[StatefulSet], datacenters: &[DynamicObject]) -> Plan {
+pub fn plan(
+    ts: &TableSnap,
+    tablesnaps: &[TableSnap],
+    statefulsets: &[StatefulSet],
+    datacenters: &[DynamicObject],
+) -> Plan {
     let name = ts.name_any();
     let targets = &ts.spec.targets;
     let candidates: Vec<Candidate<'_>> = statefulsets
@@ -102,8 +124,15 @@ pub fn plan(ts: &TableSnap, tablesnaps: &[TableSnap], statefulsets: &[StatefulSe
         .map(Candidate::StatefulSet)
         .chain(datacenters.iter().map(Candidate::Datacenter))
         .collect();
-    let selected: Vec<&Candidate<'_>> = candidates.iter().filter(|c| resolve::selects(targets, c.kind(), &c.name(), c.labels())).collect();
-    let selected_dcs: Vec<String> = selected.iter().filter(|c| c.kind() == TargetKind::CassandraDatacenter).map(|c| c.name()).collect();
+    let selected: Vec<&Candidate<'_>> = candidates
+        .iter()
+        .filter(|c| resolve::selects(targets, c.kind(), &c.name(), c.labels()))
+        .collect();
+    let selected_dcs: Vec<String> = selected
+        .iter()
+        .filter(|c| c.kind() == TargetKind::CassandraDatacenter)
+        .map(|c| c.name())
+        .collect();
 
     let mut plan = Plan::default();
     for candidate in &selected {
@@ -111,29 +140,41 @@ pub fn plan(ts: &TableSnap, tablesnaps: &[TableSnap], statefulsets: &[StatefulSe
         let outcome = match resolve::resolve(candidate, targets, &selected_dcs) {
             Resolution::Ignore => continue,
             Resolution::Skip(problem) => Outcome::Skip(problem),
-            Resolution::Inject(data) => match resolve::claimant(tablesnaps, kind, &target, candidate.labels()) {
-                Some(other) if other.name_any() != name => Outcome::Skip(Problem {
-                    reason: "Conflict",
-                    message: format!(
-                        "{} {target} is already backed up by the older TableSnap {}; delete one of the two or narrow its targets",
-                        kind.as_str(),
-                        other.name_any()
-                    ),
-                }),
-                _ => {
-                    let body = render::apply_body(ts, kind, &target, &targets.container, &data);
-                    Outcome::Apply { up_to_date: up_to_date(candidate, &name, &body), pod_selector: pod_selector(candidate), data, body }
+            Resolution::Inject(data) => {
+                match resolve::claimant(tablesnaps, kind, &target, candidate.labels()) {
+                    Some(other) if other.name_any() != name => Outcome::Skip(Problem {
+                        reason: "Conflict",
+                        message: format!(
+                            "{} {target} is already backed up by the older TableSnap {}; delete one of the two or narrow its targets",
+                            kind.as_str(),
+                            other.name_any()
+                        ),
+                    }),
+                    _ => {
+                        let body = render::apply_body(ts, kind, &target, &targets.container, &data);
+                        Outcome::Apply {
+                            up_to_date: up_to_date(candidate, &name, &body),
+                            pod_selector: pod_selector(candidate),
+                            data,
+                            body,
+                        }
+                    }
                 }
-            },
+            }
         };
-        plan.targets.push(Planned { kind, name: target, outcome });
+        plan.targets.push(Planned {
+            kind,
+            name: target,
+            outcome,
+        });
     }
     for candidate in &candidates {
         let ours = candidate.template_annotations().get(OWNER_ANNOTATION) == Some(&name);
-        let applied = plan
-            .targets
-            .iter()
-            .any(|p| p.kind == candidate.kind() && p.name == candidate.name() && matches!(p.outcome, Outcome::Apply { .. }));
+        let applied = plan.targets.iter().any(|p| {
+            p.kind == candidate.kind()
+                && p.name == candidate.name()
+                && matches!(p.outcome, Outcome::Apply { .. })
+        });
         if ours && !applied {
             plan.removals.push((candidate.kind(), candidate.name()));
         }
@@ -151,16 +192,33 @@ pub fn target_api(client: &Client, kind: TargetKind, namespace: &str) -> Api<Dyn
 }
 
 /// Server-side apply of `body` to a target under our field manager.
-pub async fn server_side_apply(client: &Client, kind: TargetKind, namespace: &str, name: &str, body: &Value) -> Result<()> {
+pub async fn server_side_apply(
+    client: &Client,
+    kind: TargetKind,
+    namespace: &str,
+    name: &str,
+    body: &Value,
+) -> Result<()> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    target_api(client, kind, namespace).patch(name, &params, &Patch::Apply(body)).await?;
+    target_api(client, kind, namespace)
+        .patch(name, &params, &Patch::Apply(body))
+        .await?;
     Ok(())
 }
 
 /// The namespace's StatefulSets and CassandraDatacenters (none when cass-operator is not installed).
-pub async fn list_targets(client: &Client, namespace: &str) -> Result<(Vec<StatefulSet>, Vec<DynamicObject>)> {
-    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), namespace).list(&ListParams::default()).await?.items;
-    let datacenters = match target_api(client, TargetKind::CassandraDatacenter, namespace).list(&ListParams::default()).await {
+pub async fn list_targets(
+    client: &Client,
+    namespace: &str,
+) -> Result<(Vec<StatefulSet>, Vec<DynamicObject>)> {
+    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let datacenters = match target_api(client, TargetKind::CassandraDatacenter, namespace)
+        .list(&ListParams::default())
+        .await
+    {
         Ok(list) => list.items,
         Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
         Err(e) => return Err(e.into()),
@@ -180,8 +238,21 @@ pub fn target_ref(kind: TargetKind, namespace: &str, name: &str) -> ObjectRefere
 }
 
 /// Publish an event on a TableSnap about one target; a failure is logged, never fails the reconcile.
-pub async fn publish(ctx: &Context, ts: &TableSnap, type_: EventType, reason: &str, note: String, target: ObjectReference) {
-    let event = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: Some(target) };
+pub async fn publish(
+    ctx: &Context,
+    ts: &TableSnap,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    target: ObjectReference,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: Some(target),
+    };
     if let Err(error) = ctx.recorder.publish(&event, &ts.object_ref(&())).await {
         tracing::warn!(%error, reason, "could not publish an event");
     }
@@ -190,7 +261,9 @@ pub async fn publish(ctx: &Context, ts: &TableSnap, type_: EventType, reason: &s
 /// Reconcile one TableSnap: the finalizer first, then apply or clean up.
 pub async fn reconcile(ts: Arc<TableSnap>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let namespace = ts.namespace().ok_or_else(|| Error::InvalidObject(format!("TableSnap {} has no namespace", ts.name_any())))?;
+    let namespace = ts.namespace().ok_or_else(|| {
+        Error::InvalidObject(format!("TableSnap {} has no namespace", ts.name_any()))
+    })?;
     let api: Api<TableSnap> = Api::namespaced(ctx.client.clone(), &namespace);
     let result = finalizer(&api, FINALIZER, ts, |event| async {
         match event {
@@ -200,9 +273,14 @@ pub async fn reconcile(ts: Arc<TableSnap>, ctx: Arc<Context>) -> Result<Action> 
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    ctx.metrics.duration.observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
     let label = if result.is_ok() { "ok" } else { "error" };
-    ctx.metrics.reconciles.get_or_create(&ResultLabel { result: label }).inc();
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ResultLabel { result: label })
+        .inc();
     result
 }
 
@@ -210,24 +288,55 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
     let client = &ctx.client;
     let namespace = ts.namespace().unwrap_or_default();
     let name = ts.name_any();
-    let tablesnaps = Api::<TableSnap>::namespaced(client.clone(), &namespace).list(&ListParams::default()).await?.items;
+    let tablesnaps = Api::<TableSnap>::namespaced(client.clone(), &namespace)
+        .list(&ListParams::default())
+        .await?
+        .items;
     let (statefulsets, datacenters) = list_targets(client, &namespace).await?;
     let plan = plan(ts, &tablesnaps, &statefulsets, &datacenters);
     let previous = ts.status.as_ref();
-    let was = |kind: TargetKind, target: &str| previous.and_then(|s| s.targets.iter().find(|t| t.kind == kind.as_str() && t.name == target));
+    let was = |kind: TargetKind, target: &str| {
+        previous.and_then(|s| {
+            s.targets
+                .iter()
+                .find(|t| t.kind == kind.as_str() && t.name == target)
+        })
+    };
 
     let mut targets = Vec::new();
     for planned in &plan.targets {
         let (kind, target) = (planned.kind, planned.name.as_str());
         match &planned.outcome {
-            Outcome::Apply { data, body, up_to_date, pod_selector } => {
+            Outcome::Apply {
+                data,
+                body,
+                up_to_date,
+                pod_selector,
+            } => {
                 if !up_to_date {
                     server_side_apply(client, kind, &namespace, target, body).await?;
-                    ctx.metrics.applies.get_or_create(&ActionLabel { action: "inject" }).inc();
+                    ctx.metrics
+                        .applies
+                        .get_or_create(&ActionLabel { action: "inject" })
+                        .inc();
                     tracing::info!(tablesnap = %name, kind = kind.as_str(), target, volume = %data.volume, "applied the tablesnap sidecar");
-                    publish(ctx, ts, EventType::Normal, "Injected", format!("applied the tablesnap sidecar to {} {target}", kind.as_str()), target_ref(kind, &namespace, target)).await;
+                    publish(
+                        ctx,
+                        ts,
+                        EventType::Normal,
+                        "Injected",
+                        format!(
+                            "applied the tablesnap sidecar to {} {target}",
+                            kind.as_str()
+                        ),
+                        target_ref(kind, &namespace, target),
+                    )
+                    .await;
                 }
-                let pods = Api::<Pod>::namespaced(client.clone(), &namespace).list(&ListParams::default().labels(pod_selector)).await?.items;
+                let pods = Api::<Pod>::namespaced(client.clone(), &namespace)
+                    .list(&ListParams::default().labels(pod_selector))
+                    .await?
+                    .items;
                 let (ready, total) = status::pods_with_agent(&pods);
                 targets.push(TargetStatus {
                     kind: kind.as_str().into(),
@@ -246,8 +355,20 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
                 let before = was(kind, target).and_then(|t| t.reason.as_deref());
                 if before != Some(problem.reason) {
                     tracing::warn!(tablesnap = %name, kind = kind.as_str(), target, reason = problem.reason, message = %problem.message, "skipped a target");
-                    let reason = if problem.reason == "Conflict" { "Conflict" } else { "TargetSkipped" };
-                    publish(ctx, ts, EventType::Warning, reason, problem.message.clone(), target_ref(kind, &namespace, target)).await;
+                    let reason = if problem.reason == "Conflict" {
+                        "Conflict"
+                    } else {
+                        "TargetSkipped"
+                    };
+                    publish(
+                        ctx,
+                        ts,
+                        EventType::Warning,
+                        reason,
+                        problem.message.clone(),
+                        target_ref(kind, &namespace, target),
+                    )
+                    .await;
                 }
                 targets.push(TargetStatus {
                     kind: kind.as_str().into(),
@@ -276,27 +397,56 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
 }
 
 /// Remove our fields from one target and say so.
-pub async fn remove_from(ctx: &Context, ts: &TableSnap, kind: TargetKind, namespace: &str, target: &str) -> Result<()> {
+pub async fn remove_from(
+    ctx: &Context,
+    ts: &TableSnap,
+    kind: TargetKind,
+    namespace: &str,
+    target: &str,
+) -> Result<()> {
     let body = render::removal_body(kind, target, namespace);
     match server_side_apply(&ctx.client, kind, namespace, target, &body).await {
         Err(Error::Kube(kube::Error::Api(status))) if status.code == 404 => return Ok(()),
         other => other?,
     }
-    ctx.metrics.applies.get_or_create(&ActionLabel { action: "remove" }).inc();
+    ctx.metrics
+        .applies
+        .get_or_create(&ActionLabel { action: "remove" })
+        .inc();
     tracing::info!(tablesnap = %ts.name_any(), kind = kind.as_str(), target, "removed the tablesnap sidecar");
-    publish(ctx, ts, EventType::Normal, "Removed", format!("removed the tablesnap sidecar from {} {target}", kind.as_str()), target_ref(kind, namespace, target)).await;
+    publish(
+        ctx,
+        ts,
+        EventType::Normal,
+        "Removed",
+        format!(
+            "removed the tablesnap sidecar from {} {target}",
+            kind.as_str()
+        ),
+        target_ref(kind, namespace, target),
+    )
+    .await;
     Ok(())
 }
 
 /// Write the status through the status subresource, server-side apply under our field manager.
-pub async fn patch_status(client: &Client, namespace: &str, name: &str, status: &TableSnapStatus) -> Result<()> {
+pub async fn patch_status(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    status: &TableSnapStatus,
+) -> Result<()> {
     let body = serde_json::json!({
         "apiVersion": TableSnap::api_version(&()),
         "kind": TableSnap::kind(&()),
         "status": status,
     });
     Api::<TableSnap>::namespaced(client.clone(), namespace)
-        .patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
         .await?;
     Ok(())
 }
@@ -307,24 +457,61 @@ mod tests {
     use crate::samples;
 
     fn outcome<'a>(plan: &'a Plan, kind: TargetKind, name: &str) -> &'a Outcome {
-        &plan.targets.iter().find(|p| p.kind == kind && p.name == name).unwrap_or_else(|| panic!("{name} not planned")).outcome
+        &plan
+            .targets
+            .iter()
+            .find(|p| p.kind == kind && p.name == name)
+            .unwrap_or_else(|| panic!("{name} not planned"))
+            .outcome
     }
 
     #[test]
     fn plan_over_all_samples() {
         let ts = samples::tablesnap();
-        let plan = plan(&ts, std::slice::from_ref(&ts), &samples::statefulsets(), &samples::datacenters());
+        let plan = plan(
+            &ts,
+            std::slice::from_ref(&ts),
+            &samples::statefulsets(),
+            &samples::datacenters(),
+        );
         let names: Vec<&str> = plan.targets.iter().map(|p| p.name.as_str()).collect();
         // cass-operator's StatefulSet is left out because its CassandraDatacenter dc1 is selected.
-        assert_eq!(names, ["cassandra", "cass-manual", "cass-ephemeral", "dc1", "dc2"]);
-        assert!(matches!(outcome(&plan, TargetKind::StatefulSet, "cassandra"), Outcome::Apply { up_to_date: false, .. }));
-        assert!(matches!(outcome(&plan, TargetKind::CassandraDatacenter, "dc1"), Outcome::Apply { .. }));
-        let Outcome::Apply { pod_selector, .. } = outcome(&plan, TargetKind::CassandraDatacenter, "dc1") else { unreachable!() };
+        assert_eq!(
+            names,
+            ["cassandra", "cass-manual", "cass-ephemeral", "dc1", "dc2"]
+        );
+        assert!(matches!(
+            outcome(&plan, TargetKind::StatefulSet, "cassandra"),
+            Outcome::Apply {
+                up_to_date: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            outcome(&plan, TargetKind::CassandraDatacenter, "dc1"),
+            Outcome::Apply { .. }
+        ));
+        let Outcome::Apply { pod_selector, .. } =
+            outcome(&plan, TargetKind::CassandraDatacenter, "dc1")
+        else {
+            unreachable!()
+        };
         assert_eq!(pod_selector, "cassandra.datastax.com/datacenter=dc1");
-        let Outcome::Apply { pod_selector, .. } = outcome(&plan, TargetKind::StatefulSet, "cassandra") else { unreachable!() };
-        assert_eq!(pod_selector, "app.kubernetes.io/instance=cassandra,app.kubernetes.io/name=cassandra");
-        assert!(matches!(outcome(&plan, TargetKind::StatefulSet, "cass-ephemeral"), Outcome::Skip(p) if p.reason == "DataVolumeNotFound"));
-        assert!(matches!(outcome(&plan, TargetKind::CassandraDatacenter, "dc2"), Outcome::Skip(p) if p.reason == "ManagedByK8ssandra"));
+        let Outcome::Apply { pod_selector, .. } =
+            outcome(&plan, TargetKind::StatefulSet, "cassandra")
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            pod_selector,
+            "app.kubernetes.io/instance=cassandra,app.kubernetes.io/name=cassandra"
+        );
+        assert!(
+            matches!(outcome(&plan, TargetKind::StatefulSet, "cass-ephemeral"), Outcome::Skip(p) if p.reason == "DataVolumeNotFound")
+        );
+        assert!(
+            matches!(outcome(&plan, TargetKind::CassandraDatacenter, "dc2"), Outcome::Skip(p) if p.reason == "ManagedByK8ssandra")
+        );
         assert!(plan.removals.is_empty());
     }
 
@@ -333,22 +520,45 @@ mod tests {
         let ts = samples::tablesnap();
         let mut statefulsets = samples::statefulsets();
         let first = plan(&ts, std::slice::from_ref(&ts), &statefulsets, &[]);
-        let Outcome::Apply { body, .. } = outcome(&first, TargetKind::StatefulSet, "cassandra") else { panic!() };
+        let Outcome::Apply { body, .. } = outcome(&first, TargetKind::StatefulSet, "cassandra")
+        else {
+            panic!()
+        };
         let patched = render::merged(&serde_json::to_value(&statefulsets[1]).unwrap(), body);
         statefulsets[1] = serde_json::from_value(patched).unwrap();
         let second = plan(&ts, std::slice::from_ref(&ts), &statefulsets, &[]);
-        assert!(matches!(outcome(&second, TargetKind::StatefulSet, "cassandra"), Outcome::Apply { up_to_date: true, .. }));
+        assert!(matches!(
+            outcome(&second, TargetKind::StatefulSet, "cassandra"),
+            Outcome::Apply {
+                up_to_date: true,
+                ..
+            }
+        ));
 
         // A spec change makes it stale again.
         let mut changed = ts.clone();
         changed.spec.prefix = Some("other".into());
         let third = plan(&changed, std::slice::from_ref(&changed), &statefulsets, &[]);
-        assert!(matches!(outcome(&third, TargetKind::StatefulSet, "cassandra"), Outcome::Apply { up_to_date: false, .. }));
+        assert!(matches!(
+            outcome(&third, TargetKind::StatefulSet, "cassandra"),
+            Outcome::Apply {
+                up_to_date: false,
+                ..
+            }
+        ));
 
         // The label goes away: the target is removed, not skipped.
-        statefulsets[1].metadata.labels.as_mut().unwrap().remove("backup");
+        statefulsets[1]
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .remove("backup");
         let fourth = plan(&ts, std::slice::from_ref(&ts), &statefulsets, &[]);
-        assert_eq!(fourth.removals, [(TargetKind::StatefulSet, "cassandra".to_owned())]);
+        assert_eq!(
+            fourth.removals,
+            [(TargetKind::StatefulSet, "cassandra".to_owned())]
+        );
     }
 
     #[test]
@@ -360,9 +570,22 @@ mod tests {
         let all = [older.clone(), newer.clone()];
         let statefulsets = samples::statefulsets();
         let p = plan(&newer, &all, &statefulsets, &[]);
-        let Outcome::Skip(problem) = outcome(&p, TargetKind::StatefulSet, "cassandra") else { panic!("expected a conflict") };
+        let Outcome::Skip(problem) = outcome(&p, TargetKind::StatefulSet, "cassandra") else {
+            panic!("expected a conflict")
+        };
         assert_eq!(problem.reason, "Conflict");
-        assert!(problem.message.contains("older TableSnap nightly"), "{}", problem.message);
-        assert!(matches!(outcome(&plan(&older, &all, &statefulsets, &[]), TargetKind::StatefulSet, "cassandra"), Outcome::Apply { .. }));
+        assert!(
+            problem.message.contains("older TableSnap nightly"),
+            "{}",
+            problem.message
+        );
+        assert!(matches!(
+            outcome(
+                &plan(&older, &all, &statefulsets, &[]),
+                TargetKind::StatefulSet,
+                "cassandra"
+            ),
+            Outcome::Apply { .. }
+        ));
     }
 }

@@ -20,7 +20,12 @@ pub fn injected_by(
         .iter()
         .map(Candidate::StatefulSet)
         .chain(datacenters.iter().map(Candidate::Datacenter))
-        .filter(|c| c.template_annotations().get(OWNER_ANNOTATION).map(String::as_str) == Some(tablesnap))
+        .filter(|c| {
+            c.template_annotations()
+                .get(OWNER_ANNOTATION)
+                .map(String::as_str)
+                == Some(tablesnap)
+        })
         .map(|c| (c.kind(), c.name()))
         .collect()
 }

@@ -160,7 +160,9 @@ impl Mode {
 }
 
 /// Kinds of object the operator injects into.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 pub enum TargetKind {
     /// A plain `apps/v1` StatefulSet (Bitnami chart, hand written, ...).
     StatefulSet,
@@ -357,7 +359,11 @@ pub fn crd_yaml() -> String {
 }
 
 /// Where the generated CRD is committed, relative to the repository root.
-pub const CRD_FILES: [&str; 3] = ["crds/tablesnap.yaml", "charts/tablesnap/crds/tablesnap.yaml", "deploy/crd.yaml"];
+pub const CRD_FILES: [&str; 3] = [
+    "crds/tablesnap.yaml",
+    "charts/tablesnap/crds/tablesnap.yaml",
+    "deploy/crd.yaml",
+];
 
 #[cfg(test)]
 mod tests {
@@ -384,8 +390,13 @@ mod tests {
     }
 
     fn rejected_with(ts: &TableSnap, message: &str) {
-        let err = ts.validate_cel().expect_err("CEL rules must reject this object");
-        assert!(err.to_string().contains(message), "expected {message:?} in {err}");
+        let err = ts
+            .validate_cel()
+            .expect_err("CEL rules must reject this object");
+        assert!(
+            err.to_string().contains(message),
+            "expected {message:?} in {err}"
+        );
     }
 
     #[test]
@@ -404,73 +415,156 @@ mod tests {
         ts.validate_cel().expect("include alone is fine");
         ts.spec.exclude = Some(vec!["b".into()]);
         rejected_with(&ts, "set include or exclude, not both");
-        with(&["exclude"], json!(["b"])).validate_cel().expect("exclude alone is fine");
+        with(&["exclude"], json!(["b"]))
+            .validate_cel()
+            .expect("exclude alone is fine");
     }
 
     #[test]
     fn bucket_name_or_file_url() {
         for ok in ["my-bucket", "a.b.c", "file:///backups"] {
-            with(&["bucket"], json!(ok)).validate_cel().unwrap_or_else(|e| panic!("{ok} rejected: {e}"));
+            with(&["bucket"], json!(ok))
+                .validate_cel()
+                .unwrap_or_else(|e| panic!("{ok} rejected: {e}"));
         }
         for bad in ["My_Bucket", "ab", "s3://bucket", "file://relative"] {
-            rejected_with(&with(&["bucket"], json!(bad)), "bucket must be an S3 bucket name");
+            rejected_with(
+                &with(&["bucket"], json!(bad)),
+                "bucket must be an S3 bucket name",
+            );
         }
     }
 
     #[test]
     fn chunk_size_within_s3_limits() {
         for ok in [5, 64, 5120] {
-            with(&["multipartChunkSize"], json!(ok)).validate_cel().expect("within limits");
+            with(&["multipartChunkSize"], json!(ok))
+                .validate_cel()
+                .expect("within limits");
         }
         for bad in [4, 5121] {
-            rejected_with(&with(&["multipartChunkSize"], json!(bad)), "multipartChunkSize must be between 5 and 5120");
+            rejected_with(
+                &with(&["multipartChunkSize"], json!(bad)),
+                "multipartChunkSize must be between 5 and 5120",
+            );
         }
     }
 
     #[test]
     fn paths_and_data_path_absolute() {
-        with(&["paths"], json!(["/var/lib/cassandra/data"])).validate_cel().expect("absolute");
-        rejected_with(&with(&["paths"], json!(["/ok", "data"])), "every path must be absolute");
-        with(&["targets", "dataPath"], json!("/data")).validate_cel().expect("absolute");
-        rejected_with(&with(&["targets", "dataPath"], json!("data")), "dataPath must be an absolute path");
+        with(&["paths"], json!(["/var/lib/cassandra/data"]))
+            .validate_cel()
+            .expect("absolute");
+        rejected_with(
+            &with(&["paths"], json!(["/ok", "data"])),
+            "every path must be absolute",
+        );
+        with(&["targets", "dataPath"], json!("/data"))
+            .validate_cel()
+            .expect("absolute");
+        rejected_with(
+            &with(&["targets", "dataPath"], json!("data")),
+            "dataPath must be an absolute path",
+        );
     }
 
     #[test]
     fn secret_reference_with_secret_mode_only() {
-        with(&["credentials"], json!({"mode": "Secret", "secretRef": {"name": "s3"}})).validate_cel().expect("secret with ref");
-        rejected_with(&with(&["credentials"], json!({"mode": "Secret"})), "credentials.mode Secret needs credentials.secretRef");
+        with(
+            &["credentials"],
+            json!({"mode": "Secret", "secretRef": {"name": "s3"}}),
+        )
+        .validate_cel()
+        .expect("secret with ref");
         rejected_with(
-            &with(&["credentials"], json!({"mode": "ServiceAccount", "secretRef": {"name": "s3"}})),
+            &with(&["credentials"], json!({"mode": "Secret"})),
+            "credentials.mode Secret needs credentials.secretRef",
+        );
+        rejected_with(
+            &with(
+                &["credentials"],
+                json!({"mode": "ServiceAccount", "secretRef": {"name": "s3"}}),
+            ),
             "only used with credentials.mode Secret",
         );
-        rejected_with(&with(&["credentials"], json!({"mode": "Secret", "secretRef": {"name": ""}})), "secretRef.name must not be empty");
+        rejected_with(
+            &with(
+                &["credentials"],
+                json!({"mode": "Secret", "secretRef": {"name": ""}}),
+            ),
+            "secretRef.name must not be empty",
+        );
     }
 
     #[test]
     fn targets_selector_xor_name_and_name_needs_kind() {
-        with(&["targets"], json!({"name": "dc1", "kind": "CassandraDatacenter"})).validate_cel().expect("name with kind");
-        rejected_with(&with(&["targets"], json!({})), "set exactly one of targets.selector and targets.name");
+        with(
+            &["targets"],
+            json!({"name": "dc1", "kind": "CassandraDatacenter"}),
+        )
+        .validate_cel()
+        .expect("name with kind");
         rejected_with(
-            &with(&["targets"], json!({"name": "x", "kind": "StatefulSet", "selector": {}})),
+            &with(&["targets"], json!({})),
             "set exactly one of targets.selector and targets.name",
         );
-        rejected_with(&with(&["targets"], json!({"name": "dc1"})), "targets.name needs targets.kind");
+        rejected_with(
+            &with(
+                &["targets"],
+                json!({"name": "x", "kind": "StatefulSet", "selector": {}}),
+            ),
+            "set exactly one of targets.selector and targets.name",
+        );
+        rejected_with(
+            &with(&["targets"], json!({"name": "dc1"})),
+            "targets.name needs targets.kind",
+        );
     }
 
     #[test]
     fn numeric_and_enumerated_fields() {
-        with(&["threads"], json!(4)).validate_cel().expect("threads");
-        rejected_with(&with(&["threads"], json!(0)), "threads must be between 1 and 256");
-        with(&["maxUploadSize"], json!(1)).validate_cel().expect("size");
-        rejected_with(&with(&["maxUploadSize"], json!(0)), "maxUploadSize must be at least 1");
-        with(&["agent", "httpPort"], json!(8080)).validate_cel().expect("port");
-        rejected_with(&with(&["agent", "httpPort"], json!(70000)), "httpPort must be a port number");
-        with(&["agent", "logFormat"], json!("text")).validate_cel().expect("text");
-        rejected_with(&with(&["agent", "logFormat"], json!("xml")), "logFormat must be text or json");
-        with(&["storageClass"], json!("STANDARD_IA")).validate_cel().expect("class");
-        rejected_with(&with(&["storageClass"], json!("cold")), "storageClass must be an S3 storage class");
-        with(&["endpoint"], json!("http://garage:3900")).validate_cel().expect("url");
-        rejected_with(&with(&["endpoint"], json!("garage:3900")), "endpoint must be an http");
+        with(&["threads"], json!(4))
+            .validate_cel()
+            .expect("threads");
+        rejected_with(
+            &with(&["threads"], json!(0)),
+            "threads must be between 1 and 256",
+        );
+        with(&["maxUploadSize"], json!(1))
+            .validate_cel()
+            .expect("size");
+        rejected_with(
+            &with(&["maxUploadSize"], json!(0)),
+            "maxUploadSize must be at least 1",
+        );
+        with(&["agent", "httpPort"], json!(8080))
+            .validate_cel()
+            .expect("port");
+        rejected_with(
+            &with(&["agent", "httpPort"], json!(70000)),
+            "httpPort must be a port number",
+        );
+        with(&["agent", "logFormat"], json!("text"))
+            .validate_cel()
+            .expect("text");
+        rejected_with(
+            &with(&["agent", "logFormat"], json!("xml")),
+            "logFormat must be text or json",
+        );
+        with(&["storageClass"], json!("STANDARD_IA"))
+            .validate_cel()
+            .expect("class");
+        rejected_with(
+            &with(&["storageClass"], json!("cold")),
+            "storageClass must be an S3 storage class",
+        );
+        with(&["endpoint"], json!("http://garage:3900"))
+            .validate_cel()
+            .expect("url");
+        rejected_with(
+            &with(&["endpoint"], json!("garage:3900")),
+            "endpoint must be an http",
+        );
     }
 
     #[test]
@@ -486,7 +580,12 @@ mod tests {
         use kube::CustomResourceExt;
         let crd = serde_json::to_value(TableSnap::crd()).unwrap();
         let version = &crd["spec"]["versions"][0];
-        let columns: Vec<&str> = version["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        let columns: Vec<&str> = version["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
         assert_eq!(columns, ["Bucket", "Targets", "Ready", "Age"]);
         assert_eq!(version["subresources"]["status"], json!({}));
         assert_eq!(crd["spec"]["names"]["shortNames"], json!(["tsnap"]));
@@ -498,7 +597,8 @@ mod tests {
     fn committed_crd_files_match_the_types() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         for rel in CRD_FILES {
-            let committed = std::fs::read_to_string(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+            let committed =
+                std::fs::read_to_string(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
             assert!(
                 committed == crd_yaml(),
                 "{rel} is out of date: run `cargo run -p tablesnap-operator --bin crdgen -- --write`"

@@ -48,9 +48,25 @@ impl Metrics {
     /// Register every metric under the `tablesnap_operator` prefix.
     pub fn register(&self, registry: &mut Registry) {
         let sub = registry.sub_registry_with_prefix("tablesnap_operator");
-        sub.register("reconciles", "Reconciles of TableSnaps by result", self.reconciles.clone());
-        sub.register("target_applies", "Server-side applies to Cassandra objects by action", self.applies.clone());
-        sub.register("targets_skipped", "Targets skipped (conflict or unresolvable layout)", self.skipped.clone());
-        sub.register("reconcile_duration_seconds", "Duration of a reconcile", self.duration.clone());
+        sub.register(
+            "reconciles",
+            "Reconciles of TableSnaps by result",
+            self.reconciles.clone(),
+        );
+        sub.register(
+            "target_applies",
+            "Server-side applies to Cassandra objects by action",
+            self.applies.clone(),
+        );
+        sub.register(
+            "targets_skipped",
+            "Targets skipped (conflict or unresolvable layout)",
+            self.skipped.clone(),
+        );
+        sub.register(
+            "reconcile_duration_seconds",
+            "Duration of a reconcile",
+            self.duration.clone(),
+        );
     }
 }

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Probe,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, VolumeMount,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecurityContext, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -31,11 +32,21 @@ pub const OWNER_ANNOTATION: &str = "tablesnap.io/tablesnap";
 /// The agent's command line for this TableSnap and data volume (without the program name).
 pub fn agent_args(ts: &TableSnap, data: &DataVolume) -> Vec<String> {
     let spec = &ts.spec;
-    let mut args: Vec<String> = vec!["--name".into(), "$(POD_NAME)".into(), "--mode".into(), spec.mode.as_str().into()];
+    let mut args: Vec<String> = vec![
+        "--name".into(),
+        "$(POD_NAME)".into(),
+        "--mode".into(),
+        spec.mode.as_str().into(),
+    ];
     args.push("--http-listen".into());
     args.push(format!("0.0.0.0:{}", spec.http_port()));
     args.push("--log-format".into());
-    args.push(spec.agent.log_format.clone().unwrap_or_else(|| "json".into()));
+    args.push(
+        spec.agent
+            .log_format
+            .clone()
+            .unwrap_or_else(|| "json".into()),
+    );
     if spec.mode == Mode::Cassandra && !spec.delete_on_backup {
         // The data mount is read-only, so staging cannot hard-link next to the data; the agent
         // stages in the scratch volume instead.
@@ -101,7 +112,11 @@ fn env_from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector { name: secret.into(), key: key.into(), optional: None }),
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: None,
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -116,39 +131,78 @@ pub fn sidecar(ts: &TableSnap, data: &DataVolume) -> Container {
         EnvVar {
             name: "POD_NAME".into(),
             value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), api_version: None }),
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    api_version: None,
+                }),
                 ..Default::default()
             }),
             ..Default::default()
         },
-        EnvVar { name: "TMPDIR".into(), value: Some(SCRATCH_PATH.into()), ..Default::default() },
+        EnvVar {
+            name: "TMPDIR".into(),
+            value: Some(SCRATCH_PATH.into()),
+            ..Default::default()
+        },
     ];
-    if let (CredentialsMode::Secret, Some(secret)) = (spec.credentials.mode, &spec.credentials.secret_ref) {
-        env.push(env_from_secret("AWS_ACCESS_KEY_ID", &secret.name, &secret.access_key_id_key));
-        env.push(env_from_secret("AWS_SECRET_ACCESS_KEY", &secret.name, &secret.secret_access_key_key));
+    if let (CredentialsMode::Secret, Some(secret)) =
+        (spec.credentials.mode, &spec.credentials.secret_ref)
+    {
+        env.push(env_from_secret(
+            "AWS_ACCESS_KEY_ID",
+            &secret.name,
+            &secret.access_key_id_key,
+        ));
+        env.push(env_from_secret(
+            "AWS_SECRET_ACCESS_KEY",
+            &secret.name,
+            &secret.secret_access_key_key,
+        ));
         if let Some(key) = &secret.session_token_key {
             env.push(env_from_secret("AWS_SESSION_TOKEN", &secret.name, key));
         }
     }
-    let resources = spec.agent.resources.clone().unwrap_or_else(|| ResourceRequirements {
-        requests: Some(BTreeMap::from([
-            ("cpu".to_owned(), Quantity("50m".into())),
-            ("memory".to_owned(), Quantity("64Mi".into())),
-        ])),
-        limits: Some(BTreeMap::from([("memory".to_owned(), Quantity("256Mi".into()))])),
-        ..Default::default()
-    });
-    let security_context = spec.agent.security_context.clone().unwrap_or_else(|| SecurityContext {
-        run_as_non_root: Some(true),
-        read_only_root_filesystem: Some(true),
-        allow_privilege_escalation: Some(false),
-        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
-        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
-        ..Default::default()
-    });
+    let resources = spec
+        .agent
+        .resources
+        .clone()
+        .unwrap_or_else(|| ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), Quantity("50m".into())),
+                ("memory".to_owned(), Quantity("64Mi".into())),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_owned(),
+                Quantity("256Mi".into()),
+            )])),
+            ..Default::default()
+        });
+    let security_context = spec
+        .agent
+        .security_context
+        .clone()
+        .unwrap_or_else(|| SecurityContext {
+            run_as_non_root: Some(true),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        });
     Container {
         name: SIDECAR_NAME.into(),
-        image: Some(spec.agent.image.clone().unwrap_or_else(|| DEFAULT_AGENT_IMAGE.into())),
+        image: Some(
+            spec.agent
+                .image
+                .clone()
+                .unwrap_or_else(|| DEFAULT_AGENT_IMAGE.into()),
+        ),
         image_pull_policy: spec.agent.image_pull_policy.clone(),
         args: Some(agent_args(ts, data)),
         env: Some(env),
@@ -180,7 +234,11 @@ pub fn sidecar(ts: &TableSnap, data: &DataVolume) -> Container {
                 read_only: Some(!spec.delete_on_backup),
                 ..Default::default()
             },
-            VolumeMount { name: SCRATCH_VOLUME.into(), mount_path: SCRATCH_PATH.into(), ..Default::default() },
+            VolumeMount {
+                name: SCRATCH_VOLUME.into(),
+                mount_path: SCRATCH_PATH.into(),
+                ..Default::default()
+            },
         ]),
         ..Default::default()
     }
@@ -193,7 +251,8 @@ pub fn scratch_volume() -> Value {
 
 /// A short stable hash of the rendered sidecar and volume: changes exactly when the pods must roll.
 pub fn config_hash(container: &Container) -> String {
-    let bytes = serde_json::to_vec(&json!({"container": container, "volume": scratch_volume()})).expect("a container serializes");
+    let bytes = serde_json::to_vec(&json!({"container": container, "volume": scratch_volume()}))
+        .expect("a container serializes");
     hex::encode(&Sha256::digest(&bytes)[..8])
 }
 
@@ -208,7 +267,13 @@ pub fn api_version(kind: TargetKind) -> &'static str {
 /// What the operator applies into one target: the pod template annotations, the sidecar and the
 /// scratch volume; for a CassandraDatacenter also the name-only placeholder of the Cassandra
 /// container, because its `podTemplateSpec.spec` requires `containers`.
-pub fn apply_body(ts: &TableSnap, kind: TargetKind, name: &str, container_name: &str, data: &DataVolume) -> Value {
+pub fn apply_body(
+    ts: &TableSnap,
+    kind: TargetKind,
+    name: &str,
+    container_name: &str,
+    data: &DataVolume,
+) -> Value {
     let sidecar = sidecar(ts, data);
     let hash = config_hash(&sidecar);
     let metadata = json!({"annotations": {HASH_ANNOTATION: hash, OWNER_ANNOTATION: ts.name_any()}});
@@ -255,7 +320,9 @@ pub fn merged(live: &Value, body: &Value) -> Value {
             let mut out = l.clone();
             for (k, bv) in b {
                 let nv = match (l.get(k), bv) {
-                    (Some(Value::Array(la)), Value::Array(ba)) if ["containers", "initContainers", "volumes"].contains(&k.as_str()) => {
+                    (Some(Value::Array(la)), Value::Array(ba))
+                        if ["containers", "initContainers", "volumes"].contains(&k.as_str()) =>
+                    {
                         let mut items = la.clone();
                         for item in ba {
                             match items.iter_mut().find(|i| i.get("name") == item.get("name")) {
@@ -282,7 +349,10 @@ mod tests {
     use crate::samples;
 
     fn data() -> DataVolume {
-        DataVolume { volume: "data".into(), mount_path: "/bitnami/cassandra".into() }
+        DataVolume {
+            volume: "data".into(),
+            mount_path: "/bitnami/cassandra".into(),
+        }
     }
 
     #[test]
@@ -291,9 +361,25 @@ mod tests {
         assert_eq!(
             args,
             [
-                "--name", "$(POD_NAME)", "--mode", "cassandra", "--http-listen", "0.0.0.0:9090", "--log-format", "json",
-                "--staging-dir", "/var/tmp/tablesnap/staging", "--prefix", "prod", "--aws-region", "eu-west-1",
-                "--recursive", "--auto-add", "--backup", "cassandra-backups", "/bitnami/cassandra",
+                "--name",
+                "$(POD_NAME)",
+                "--mode",
+                "cassandra",
+                "--http-listen",
+                "0.0.0.0:9090",
+                "--log-format",
+                "json",
+                "--staging-dir",
+                "/var/tmp/tablesnap/staging",
+                "--prefix",
+                "prod",
+                "--aws-region",
+                "eu-west-1",
+                "--recursive",
+                "--auto-add",
+                "--backup",
+                "cassandra-backups",
+                "/bitnami/cassandra",
             ]
         );
     }
@@ -327,8 +413,14 @@ mod tests {
             assert!(args.contains(expected), "{expected:?} missing from {args}");
         }
         assert!(args.ends_with("cassandra-backups /a /b"), "{args}");
-        assert!(!args.contains("--staging-dir"), "generic mode needs no staging dir: {args}");
-        assert!(!args.contains("--aws-key") && !args.contains("--aws-secret"), "credentials never on the command line");
+        assert!(
+            !args.contains("--staging-dir"),
+            "generic mode needs no staging dir: {args}"
+        );
+        assert!(
+            !args.contains("--aws-key") && !args.contains("--aws-secret"),
+            "credentials never on the command line"
+        );
     }
 
     #[test]
@@ -337,18 +429,57 @@ mod tests {
         assert_eq!(c.restart_policy.as_deref(), Some("Always"));
         assert!(c.readiness_probe.is_none());
         let probe = c.liveness_probe.unwrap().http_get.unwrap();
-        assert_eq!((probe.path.as_deref(), probe.port), (Some("/healthz"), IntOrString::Int(9090)));
+        assert_eq!(
+            (probe.path.as_deref(), probe.port),
+            (Some("/healthz"), IntOrString::Int(9090))
+        );
         let mounts = c.volume_mounts.unwrap();
-        assert_eq!((mounts[0].name.as_str(), mounts[0].mount_path.as_str(), mounts[0].read_only), ("data", "/bitnami/cassandra", Some(true)));
+        assert_eq!(
+            (
+                mounts[0].name.as_str(),
+                mounts[0].mount_path.as_str(),
+                mounts[0].read_only
+            ),
+            ("data", "/bitnami/cassandra", Some(true))
+        );
         assert_eq!(mounts[1].name, SCRATCH_VOLUME);
         let sc = c.security_context.unwrap();
-        assert_eq!((sc.run_as_non_root, sc.read_only_root_filesystem, sc.allow_privilege_escalation), (Some(true), Some(true), Some(false)));
+        assert_eq!(
+            (
+                sc.run_as_non_root,
+                sc.read_only_root_filesystem,
+                sc.allow_privilege_escalation
+            ),
+            (Some(true), Some(true), Some(false))
+        );
         let env = c.env.unwrap();
         let pod_name = env.iter().find(|e| e.name == "POD_NAME").unwrap();
-        assert_eq!(pod_name.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "metadata.name");
-        let key = env.iter().find(|e| e.name == "AWS_SECRET_ACCESS_KEY").unwrap();
-        let sel = key.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
-        assert_eq!((sel.name.as_str(), sel.key.as_str()), ("s3-credentials", "AWS_SECRET_ACCESS_KEY"));
+        assert_eq!(
+            pod_name
+                .value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
+            "metadata.name"
+        );
+        let key = env
+            .iter()
+            .find(|e| e.name == "AWS_SECRET_ACCESS_KEY")
+            .unwrap();
+        let sel = key
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (sel.name.as_str(), sel.key.as_str()),
+            ("s3-credentials", "AWS_SECRET_ACCESS_KEY")
+        );
     }
 
     #[test]
@@ -356,7 +487,10 @@ mod tests {
         let c = sidecar(&samples::tablesnap_all_options(), &data());
         assert_eq!(c.volume_mounts.unwrap()[0].read_only, Some(false));
         assert!(c.env.unwrap().iter().all(|e| !e.name.starts_with("AWS_")));
-        assert_eq!(c.image.as_deref(), Some("registry.example.internal/tablesnap:dev"));
+        assert_eq!(
+            c.image.as_deref(),
+            Some("registry.example.internal/tablesnap:dev")
+        );
     }
 
     #[test]
@@ -372,23 +506,60 @@ mod tests {
 
     #[test]
     fn statefulset_body_touches_only_our_fields() {
-        let body = apply_body(&samples::tablesnap(), TargetKind::StatefulSet, "cassandra", "cassandra", &data());
+        let body = apply_body(
+            &samples::tablesnap(),
+            TargetKind::StatefulSet,
+            "cassandra",
+            "cassandra",
+            &data(),
+        );
         assert_eq!(body["apiVersion"], "apps/v1");
-        assert_eq!(body["metadata"], json!({"name": "cassandra", "namespace": "cassandra"}));
+        assert_eq!(
+            body["metadata"],
+            json!({"name": "cassandra", "namespace": "cassandra"})
+        );
         let template = &body["spec"]["template"];
-        assert_eq!(body["spec"].as_object().unwrap().len(), 1, "only spec.template");
-        assert_eq!(template["metadata"]["annotations"][OWNER_ANNOTATION], "nightly");
-        assert_eq!(template["metadata"]["annotations"][HASH_ANNOTATION].as_str(), body_hash(&body));
-        assert_eq!(template["spec"]["initContainers"].as_array().unwrap().len(), 1);
-        assert_eq!(template["spec"]["volumes"], json!([{"name": SCRATCH_VOLUME, "emptyDir": {}}]));
-        assert!(template["spec"].get("containers").is_none(), "a StatefulSet's containers are not ours");
+        assert_eq!(
+            body["spec"].as_object().unwrap().len(),
+            1,
+            "only spec.template"
+        );
+        assert_eq!(
+            template["metadata"]["annotations"][OWNER_ANNOTATION],
+            "nightly"
+        );
+        assert_eq!(
+            template["metadata"]["annotations"][HASH_ANNOTATION].as_str(),
+            body_hash(&body)
+        );
+        assert_eq!(
+            template["spec"]["initContainers"].as_array().unwrap().len(),
+            1
+        );
+        assert_eq!(
+            template["spec"]["volumes"],
+            json!([{"name": SCRATCH_VOLUME, "emptyDir": {}}])
+        );
+        assert!(
+            template["spec"].get("containers").is_none(),
+            "a StatefulSet's containers are not ours"
+        );
         assert!(body["metadata"].get("ownerReferences").is_none());
     }
 
     #[test]
     fn datacenter_body_has_the_name_only_cassandra_placeholder() {
-        let data = DataVolume { volume: "server-data".into(), mount_path: "/var/lib/cassandra".into() };
-        let body = apply_body(&samples::tablesnap(), TargetKind::CassandraDatacenter, "dc1", "cassandra", &data);
+        let data = DataVolume {
+            volume: "server-data".into(),
+            mount_path: "/var/lib/cassandra".into(),
+        };
+        let body = apply_body(
+            &samples::tablesnap(),
+            TargetKind::CassandraDatacenter,
+            "dc1",
+            "cassandra",
+            &data,
+        );
         assert_eq!(body["apiVersion"], "cassandra.datastax.com/v1beta1");
         let pts = &body["spec"]["podTemplateSpec"];
         assert_eq!(pts["spec"]["containers"], json!([{"name": "cassandra"}]));

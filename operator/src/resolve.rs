@@ -12,7 +12,11 @@ use kube::core::{Selector, SelectorExt};
 use crate::crd::{TableSnap, TargetKind, Targets};
 
 /// Mount paths that hold Cassandra's data in the common images (official, cass-operator, Bitnami).
-pub const KNOWN_DATA_PATHS: [&str; 3] = ["/var/lib/cassandra", "/bitnami/cassandra", "/var/lib/cassandra/data"];
+pub const KNOWN_DATA_PATHS: [&str; 3] = [
+    "/var/lib/cassandra",
+    "/bitnami/cassandra",
+    "/var/lib/cassandra/data",
+];
 /// cass-operator's data volume claim and its mount path in the `cassandra` container.
 pub const CASS_OPERATOR_VOLUME: &str = "server-data";
 /// See [`CASS_OPERATOR_VOLUME`].
@@ -24,7 +28,11 @@ pub const K8SSANDRA_CLUSTER_LABEL: &str = "k8ssandra.io/cluster-name";
 
 /// The API resource of cass-operator's CassandraDatacenter.
 pub fn cassandra_datacenter_resource() -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk("cassandra.datastax.com", "v1beta1", "CassandraDatacenter"))
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "cassandra.datastax.com",
+        "v1beta1",
+        "CassandraDatacenter",
+    ))
 }
 
 /// A Cassandra object that may receive the sidecar.
@@ -91,7 +99,12 @@ impl Candidate<'_> {
 }
 
 /// Whether a TableSnap's `targets` select an object of this kind, name and labels.
-pub fn selects(targets: &Targets, kind: TargetKind, name: &str, labels: &BTreeMap<String, String>) -> bool {
+pub fn selects(
+    targets: &Targets,
+    kind: TargetKind,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     if targets.kind.is_some_and(|k| k != kind) {
         return false;
     }
@@ -107,12 +120,22 @@ pub fn selects(targets: &Targets, kind: TargetKind, name: &str, labels: &BTreeMa
 
 /// The TableSnap that owns a target when several select it: the oldest one (then by name), so that
 /// a later one reports a conflict instead of fighting over the pod template.
-pub fn claimant<'a>(tablesnaps: &'a [TableSnap], kind: TargetKind, name: &str, labels: &BTreeMap<String, String>) -> Option<&'a TableSnap> {
+pub fn claimant<'a>(
+    tablesnaps: &'a [TableSnap],
+    kind: TargetKind,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> Option<&'a TableSnap> {
     tablesnaps
         .iter()
         .filter(|t| t.metadata.deletion_timestamp.is_none())
         .filter(|t| selects(&t.spec.targets, kind, name, labels))
-        .min_by_key(|t| (t.metadata.creation_timestamp.as_ref().map(|c| c.0), t.name_any()))
+        .min_by_key(|t| {
+            (
+                t.metadata.creation_timestamp.as_ref().map(|c| c.0),
+                t.name_any(),
+            )
+        })
 }
 
 /// Where the agent finds Cassandra's data in a target.
@@ -135,7 +158,10 @@ pub struct Problem {
 
 impl Problem {
     fn new(reason: &'static str, message: impl Into<String>) -> Self {
-        Problem { reason, message: message.into() }
+        Problem {
+            reason,
+            message: message.into(),
+        }
     }
 }
 
@@ -151,15 +177,25 @@ pub enum Resolution {
 }
 
 /// Resolve a candidate: refuse objects another operator rebuilds, then find the data volume.
-pub fn resolve(candidate: &Candidate<'_>, targets: &Targets, selected_datacenters: &[String]) -> Resolution {
+pub fn resolve(
+    candidate: &Candidate<'_>,
+    targets: &Targets,
+    selected_datacenters: &[String],
+) -> Resolution {
     match candidate {
         Candidate::StatefulSet(sts) => resolve_statefulset(sts, targets, selected_datacenters),
         Candidate::Datacenter(dc) => resolve_datacenter(dc, targets),
     }
 }
 
-fn owner_of_kind(owners: Option<&Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>, kind: &str) -> Option<String> {
-    owners?.iter().find(|o| o.kind == kind).map(|o| o.name.clone())
+fn owner_of_kind(
+    owners: Option<&Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
+    kind: &str,
+) -> Option<String> {
+    owners?
+        .iter()
+        .find(|o| o.kind == kind)
+        .map(|o| o.name.clone())
 }
 
 fn k8ssandra_message(kind: &str, name: &str, cluster: &str) -> String {
@@ -169,22 +205,42 @@ fn k8ssandra_message(kind: &str, name: &str, cluster: &str) -> String {
     )
 }
 
-fn resolve_statefulset(sts: &StatefulSet, targets: &Targets, selected_datacenters: &[String]) -> Resolution {
+fn resolve_statefulset(
+    sts: &StatefulSet,
+    targets: &Targets,
+    selected_datacenters: &[String],
+) -> Resolution {
     let name = sts.name_any();
-    if let Some(cluster) = sts.labels().get(K8SSANDRA_CLUSTER_LABEL).cloned().or_else(|| owner_of_kind(sts.metadata.owner_references.as_ref(), "K8ssandraCluster")) {
-        return Resolution::Skip(Problem::new("ManagedByK8ssandra", k8ssandra_message("StatefulSet", &name, &cluster)));
+    if let Some(cluster) = sts
+        .labels()
+        .get(K8SSANDRA_CLUSTER_LABEL)
+        .cloned()
+        .or_else(|| owner_of_kind(sts.metadata.owner_references.as_ref(), "K8ssandraCluster"))
+    {
+        return Resolution::Skip(Problem::new(
+            "ManagedByK8ssandra",
+            k8ssandra_message("StatefulSet", &name, &cluster),
+        ));
     }
-    if let Some(dc) = owner_of_kind(sts.metadata.owner_references.as_ref(), "CassandraDatacenter") {
+    if let Some(dc) = owner_of_kind(
+        sts.metadata.owner_references.as_ref(),
+        "CassandraDatacenter",
+    ) {
         if selected_datacenters.contains(&dc) {
             return Resolution::Ignore;
         }
         return Resolution::Skip(Problem::new(
             "ManagedByCassandraDatacenter",
-            format!("StatefulSet {name} is rebuilt by CassandraDatacenter {dc}; select the CassandraDatacenter instead (targets.kind: CassandraDatacenter, targets.name: {dc})"),
+            format!(
+                "StatefulSet {name} is rebuilt by CassandraDatacenter {dc}; select the CassandraDatacenter instead (targets.kind: CassandraDatacenter, targets.name: {dc})"
+            ),
         ));
     }
     let Some(spec) = sts.spec.as_ref() else {
-        return Resolution::Skip(Problem::new("InvalidTarget", format!("StatefulSet {name} has no spec")));
+        return Resolution::Skip(Problem::new(
+            "InvalidTarget",
+            format!("StatefulSet {name} has no spec"),
+        ));
     };
     let claims: Vec<String> = spec
         .volume_claim_templates
@@ -194,14 +250,20 @@ fn resolve_statefulset(sts: &StatefulSet, targets: &Targets, selected_datacenter
         .collect();
     match spec.template.spec.as_ref() {
         Some(pod) => find_data_volume(pod, &claims, targets, &format!("StatefulSet {name}")),
-        None => Resolution::Skip(Problem::new("InvalidTarget", format!("StatefulSet {name} has no pod template spec"))),
+        None => Resolution::Skip(Problem::new(
+            "InvalidTarget",
+            format!("StatefulSet {name} has no pod template spec"),
+        )),
     }
 }
 
 fn resolve_datacenter(dc: &DynamicObject, targets: &Targets) -> Resolution {
     let name = dc.name_any();
     if let Some(cluster) = dc.labels().get(K8SSANDRA_CLUSTER_LABEL) {
-        return Resolution::Skip(Problem::new("ManagedByK8ssandra", k8ssandra_message("CassandraDatacenter", &name, cluster)));
+        return Resolution::Skip(Problem::new(
+            "ManagedByK8ssandra",
+            k8ssandra_message("CassandraDatacenter", &name, cluster),
+        ));
     }
     // cass-operator mounts its claim `server-data` at /var/lib/cassandra in the `cassandra` container;
     // a podTemplateSpec may add mounts of its own, which the general rule then finds.
@@ -211,7 +273,10 @@ fn resolve_datacenter(dc: &DynamicObject, targets: &Targets) -> Resolution {
         .and_then(|s| serde_json::from_value(s.clone()).ok())
         .unwrap_or_default();
     let mut pod = pod;
-    let container = pod.containers.iter_mut().find(|c| c.name == targets.container);
+    let container = pod
+        .containers
+        .iter_mut()
+        .find(|c| c.name == targets.container);
     let builtin = k8s_openapi::api::core::v1::VolumeMount {
         name: CASS_OPERATOR_VOLUME.to_owned(),
         mount_path: CASS_OPERATOR_PATH.to_owned(),
@@ -230,27 +295,46 @@ fn resolve_datacenter(dc: &DynamicObject, targets: &Targets) -> Resolution {
             ..Default::default()
         }),
     }
-    find_data_volume(&pod, &[CASS_OPERATOR_VOLUME.to_owned()], targets, &format!("CassandraDatacenter {name}"))
+    find_data_volume(
+        &pod,
+        &[CASS_OPERATOR_VOLUME.to_owned()],
+        targets,
+        &format!("CassandraDatacenter {name}"),
+    )
 }
 
 /// The data volume rule: the Cassandra container's mount of a claim template at a known data path,
 /// or the only claim-backed mount, or what `targets.dataVolume` / `targets.dataPath` name.
-pub fn find_data_volume(pod: &PodSpec, claims: &[String], targets: &Targets, what: &str) -> Resolution {
+pub fn find_data_volume(
+    pod: &PodSpec,
+    claims: &[String],
+    targets: &Targets,
+    what: &str,
+) -> Resolution {
     let Some(container) = pod.containers.iter().find(|c| c.name == targets.container) else {
         let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
         return Resolution::Skip(Problem::new(
             "CassandraContainerNotFound",
-            format!("{what} has no container named {:?} (it has {names:?}); set targets.container", targets.container),
+            format!(
+                "{what} has no container named {:?} (it has {names:?}); set targets.container",
+                targets.container
+            ),
         ));
     };
     let mounts = container.volume_mounts.clone().unwrap_or_default();
     let found = |m: &k8s_openapi::api::core::v1::VolumeMount| {
-        Resolution::Inject(DataVolume { volume: m.name.clone(), mount_path: m.mount_path.clone() })
+        Resolution::Inject(DataVolume {
+            volume: m.name.clone(),
+            mount_path: m.mount_path.clone(),
+        })
     };
     if targets.data_volume.is_some() || targets.data_path.is_some() {
         let hit = mounts.iter().find(|m| {
             targets.data_volume.as_ref().is_none_or(|v| *v == m.name)
-                && targets.data_path.as_ref().is_none_or(|p| p.trim_end_matches('/') == m.mount_path.trim_end_matches('/'))
+                && targets
+                    .data_path
+                    .as_ref()
+                    .is_none_or(|p| p.trim_end_matches('/') == m.mount_path.trim_end_matches('/'))
         });
         return match hit {
             Some(m) => found(m),
@@ -261,13 +345,23 @@ pub fn find_data_volume(pod: &PodSpec, claims: &[String], targets: &Targets, wha
                     targets.container,
                     targets.data_volume,
                     targets.data_path,
-                    mounts.iter().map(|m| format!("{}:{}", m.name, m.mount_path)).collect::<Vec<_>>()
+                    mounts
+                        .iter()
+                        .map(|m| format!("{}:{}", m.name, m.mount_path))
+                        .collect::<Vec<_>>()
                 ),
             )),
         };
     }
-    let pod_volumes: Vec<String> = pod.volumes.iter().flatten().map(|v| v.name.clone()).collect();
-    let known = |m: &k8s_openapi::api::core::v1::VolumeMount| KNOWN_DATA_PATHS.contains(&m.mount_path.trim_end_matches('/'));
+    let pod_volumes: Vec<String> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.clone())
+        .collect();
+    let known = |m: &k8s_openapi::api::core::v1::VolumeMount| {
+        KNOWN_DATA_PATHS.contains(&m.mount_path.trim_end_matches('/'))
+    };
     let claimed: Vec<_> = mounts.iter().filter(|m| claims.contains(&m.name)).collect();
     if let Some(m) = claimed.iter().find(|m| known(m)) {
         return found(m);
@@ -286,7 +380,11 @@ pub fn find_data_volume(pod: &PodSpec, claims: &[String], targets: &Targets, wha
         ));
     }
     // No claim template: a pod volume (hostPath, emptyDir, an existing claim) at a known data path.
-    if let Some(m) = mounts.iter().filter(|m| pod_volumes.contains(&m.name)).find(|m| known(m)) {
+    if let Some(m) = mounts
+        .iter()
+        .filter(|m| pod_volumes.contains(&m.name))
+        .find(|m| known(m))
+    {
         return found(m);
     }
     Resolution::Skip(Problem::new(
@@ -316,19 +414,28 @@ mod tests {
     }
 
     fn inject(volume: &str, path: &str) -> Resolution {
-        Resolution::Inject(DataVolume { volume: volume.into(), mount_path: path.into() })
+        Resolution::Inject(DataVolume {
+            volume: volume.into(),
+            mount_path: path.into(),
+        })
     }
 
     #[test]
     fn bitnami_statefulset_uses_claim_data_at_bitnami_cassandra() {
         let o = sts(samples::BITNAMI_STATEFULSET);
-        assert_eq!(resolve(&Candidate::StatefulSet(&o), &targets(), &[]), inject("data", "/bitnami/cassandra"));
+        assert_eq!(
+            resolve(&Candidate::StatefulSet(&o), &targets(), &[]),
+            inject("data", "/bitnami/cassandra")
+        );
     }
 
     #[test]
     fn two_claims_pick_the_one_at_the_data_path_not_the_commit_log() {
         let o = sts(samples::TWO_VOLUMES_STATEFULSET);
-        assert_eq!(resolve(&Candidate::StatefulSet(&o), &targets(), &[]), inject("data", "/var/lib/cassandra"));
+        assert_eq!(
+            resolve(&Candidate::StatefulSet(&o), &targets(), &[]),
+            inject("data", "/var/lib/cassandra")
+        );
     }
 
     #[test]
@@ -336,10 +443,15 @@ mod tests {
         let o = sts(samples::TWO_VOLUMES_STATEFULSET);
         let mut t = targets();
         t.data_volume = Some("commitlog".into());
-        assert_eq!(resolve(&Candidate::StatefulSet(&o), &t, &[]), inject("commitlog", "/var/lib/cassandra/commitlog"));
+        assert_eq!(
+            resolve(&Candidate::StatefulSet(&o), &t, &[]),
+            inject("commitlog", "/var/lib/cassandra/commitlog")
+        );
         t.data_volume = None;
         t.data_path = Some("/srv/cassandra".into());
-        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &t, &[]) else { panic!("expected a problem") };
+        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &t, &[]) else {
+            panic!("expected a problem")
+        };
         assert_eq!(p.reason, "DataVolumeNotFound");
         assert!(p.message.contains("/srv/cassandra"), "{}", p.message);
     }
@@ -347,9 +459,15 @@ mod tests {
     #[test]
     fn no_matching_volume_is_a_problem_not_a_crash() {
         let o = sts(samples::NO_VOLUME_STATEFULSET);
-        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &targets(), &[]) else { panic!("expected a problem") };
+        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &targets(), &[]) else {
+            panic!("expected a problem")
+        };
         assert_eq!(p.reason, "DataVolumeNotFound");
-        assert!(p.message.contains("cass-ephemeral") && p.message.contains("targets.dataVolume"), "{}", p.message);
+        assert!(
+            p.message.contains("cass-ephemeral") && p.message.contains("targets.dataVolume"),
+            "{}",
+            p.message
+        );
     }
 
     #[test]
@@ -357,7 +475,9 @@ mod tests {
         let o = sts(samples::BITNAMI_STATEFULSET);
         let mut t = targets();
         t.container = "db".into();
-        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &t, &[]) else { panic!("expected a problem") };
+        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &t, &[]) else {
+            panic!("expected a problem")
+        };
         assert_eq!(p.reason, "CassandraContainerNotFound");
         assert!(p.message.contains("\"cassandra\""), "{}", p.message);
     }
@@ -365,25 +485,44 @@ mod tests {
     #[test]
     fn cass_operator_statefulset_is_never_patched() {
         let o = sts(samples::CASS_OPERATOR_STATEFULSET);
-        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &targets(), &[]) else { panic!("expected a problem") };
+        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &targets(), &[]) else {
+            panic!("expected a problem")
+        };
         assert_eq!(p.reason, "ManagedByCassandraDatacenter");
-        assert!(p.message.contains("CassandraDatacenter dc1"), "{}", p.message);
+        assert!(
+            p.message.contains("CassandraDatacenter dc1"),
+            "{}",
+            p.message
+        );
         // When its datacenter is selected too, the datacenter gets the sidecar and the StatefulSet is not reported.
-        assert_eq!(resolve(&Candidate::StatefulSet(&o), &targets(), &["dc1".into()]), Resolution::Ignore);
+        assert_eq!(
+            resolve(&Candidate::StatefulSet(&o), &targets(), &["dc1".into()]),
+            Resolution::Ignore
+        );
     }
 
     #[test]
     fn cass_operator_datacenter_uses_server_data() {
         let o = dc(samples::CASS_OPERATOR_DATACENTER);
-        assert_eq!(resolve(&Candidate::Datacenter(&o), &targets(), &[]), inject("server-data", "/var/lib/cassandra"));
+        assert_eq!(
+            resolve(&Candidate::Datacenter(&o), &targets(), &[]),
+            inject("server-data", "/var/lib/cassandra")
+        );
     }
 
     #[test]
     fn k8ssandra_datacenter_explains_what_to_do() {
         let o = dc(samples::K8SSANDRA_DATACENTER);
-        let Resolution::Skip(p) = resolve(&Candidate::Datacenter(&o), &targets(), &[]) else { panic!("expected a problem") };
+        let Resolution::Skip(p) = resolve(&Candidate::Datacenter(&o), &targets(), &[]) else {
+            panic!("expected a problem")
+        };
         assert_eq!(p.reason, "ManagedByK8ssandra");
-        assert!(p.message.contains("K8ssandraCluster demo") && p.message.contains("spec.cassandra.initContainers"), "{}", p.message);
+        assert!(
+            p.message.contains("K8ssandraCluster demo")
+                && p.message.contains("spec.cassandra.initContainers"),
+            "{}",
+            p.message
+        );
     }
 
     #[test]
@@ -392,10 +531,29 @@ mod tests {
         let t = targets();
         assert!(selects(&t, TargetKind::StatefulSet, "x", &labels));
         assert!(!selects(&t, TargetKind::StatefulSet, "x", &BTreeMap::new()));
-        let by_name = Targets { name: Some("dc1".into()), kind: Some(TargetKind::CassandraDatacenter), ..t.clone() };
-        assert!(selects(&by_name, TargetKind::CassandraDatacenter, "dc1", &BTreeMap::new()));
-        assert!(!selects(&by_name, TargetKind::StatefulSet, "dc1", &BTreeMap::new()));
-        assert!(!selects(&by_name, TargetKind::CassandraDatacenter, "dc2", &BTreeMap::new()));
+        let by_name = Targets {
+            name: Some("dc1".into()),
+            kind: Some(TargetKind::CassandraDatacenter),
+            ..t.clone()
+        };
+        assert!(selects(
+            &by_name,
+            TargetKind::CassandraDatacenter,
+            "dc1",
+            &BTreeMap::new()
+        ));
+        assert!(!selects(
+            &by_name,
+            TargetKind::StatefulSet,
+            "dc1",
+            &BTreeMap::new()
+        ));
+        assert!(!selects(
+            &by_name,
+            TargetKind::CassandraDatacenter,
+            "dc2",
+            &BTreeMap::new()
+        ));
     }
 
     #[test]
@@ -403,13 +561,26 @@ mod tests {
         let older = samples::tablesnap();
         let mut newer = samples::tablesnap();
         newer.metadata.name = Some("hourly".into());
-        newer.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-02-01T00:00:00Z".parse().unwrap()));
+        newer.metadata.creation_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-02-01T00:00:00Z".parse().unwrap(),
+            ));
         let labels = BTreeMap::from([("backup".to_owned(), "tablesnap".to_owned())]);
         let all = [newer.clone(), older.clone()];
-        assert_eq!(claimant(&all, TargetKind::StatefulSet, "x", &labels).unwrap().name_any(), "nightly");
+        assert_eq!(
+            claimant(&all, TargetKind::StatefulSet, "x", &labels)
+                .unwrap()
+                .name_any(),
+            "nightly"
+        );
         let mut deleting = older;
         deleting.metadata.deletion_timestamp = newer.metadata.creation_timestamp.clone();
         let all = [newer, deleting];
-        assert_eq!(claimant(&all, TargetKind::StatefulSet, "x", &labels).unwrap().name_any(), "hourly");
+        assert_eq!(
+            claimant(&all, TargetKind::StatefulSet, "x", &labels)
+                .unwrap()
+                .name_any(),
+            "hourly"
+        );
     }
 }

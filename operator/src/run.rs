@@ -78,19 +78,28 @@ async fn shutdown_signal() {
 
 /// The HTTP endpoints: `/healthz` answers `ok` while the process runs; `/metrics` in Prometheus text.
 pub fn http_router(registry: Arc<Registry>) -> Router {
-    Router::new().route("/healthz", get(|| async { "ok" })).route(
-        "/metrics",
-        get(move || {
-            let registry = registry.clone();
-            async move {
-                let mut body = String::new();
-                match prometheus_client::encoding::text::encode(&mut body, &registry) {
-                    Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response(),
-                    Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    let mut body = String::new();
+                    match prometheus_client::encoding::text::encode(&mut body, &registry) {
+                        Ok(()) => (
+                            [(
+                                header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            body,
+                        )
+                            .into_response(),
+                        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                    }
                 }
-            }
-        }),
-    )
+            }),
+        )
 }
 
 /// Whether cass-operator's CassandraDatacenter API exists in this cluster.
@@ -108,7 +117,9 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     let metrics = Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
-    let listener = tokio::net::TcpListener::bind(settings.http_listen).await.map_err(Error::Io)?;
+    let listener = tokio::net::TcpListener::bind(settings.http_listen)
+        .await
+        .map_err(Error::Io)?;
     tracing::info!(addr = %settings.http_listen, "serving /healthz and /metrics");
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -117,7 +128,11 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     };
     let http = tokio::spawn({
         let stopped = stopped(stop_rx.clone());
-        async move { axum::serve(listener, http_router(Arc::new(registry))).with_graceful_shutdown(stopped).await }
+        async move {
+            axum::serve(listener, http_router(Arc::new(registry)))
+                .with_graceful_shutdown(stopped)
+                .await
+        }
     });
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -149,20 +164,42 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     }
     tracing::info!("became the leader; starting the controller");
 
-    let recorder = Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: Some(settings.identity.clone()) });
-    let ctx = Arc::new(Context { client: client.clone(), recorder, metrics });
-    let controller = Controller::new(Api::<TableSnap>::all(client.clone()), watcher::Config::default().any_semantic());
-    let store = controller.store();
-    let mut controller = controller.watches(Api::<StatefulSet>::all(client.clone()), watcher::Config::default(), {
-        let store = store.clone();
-        move |sts| tablesnaps_in(&store, sts.namespace())
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(settings.identity.clone()),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder,
+        metrics,
     });
+    let controller = Controller::new(
+        Api::<TableSnap>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    );
+    let store = controller.store();
+    let mut controller = controller.watches(
+        Api::<StatefulSet>::all(client.clone()),
+        watcher::Config::default(),
+        {
+            let store = store.clone();
+            move |sts| tablesnaps_in(&store, sts.namespace())
+        },
+    );
     if has_cassandra_datacenters(&client).await? {
         let ar = cassandra_datacenter_resource();
-        controller = controller.watches_with(Api::<DynamicObject>::all_with(client.clone(), &ar), ar, watcher::Config::default(), {
-            let store = store.clone();
-            move |dc| tablesnaps_in(&store, dc.namespace())
-        });
+        controller = controller.watches_with(
+            Api::<DynamicObject>::all_with(client.clone(), &ar),
+            ar,
+            watcher::Config::default(),
+            {
+                let store = store.clone();
+                move |dc| tablesnaps_in(&store, dc.namespace())
+            },
+        );
     } else {
         tracing::info!("no CassandraDatacenter API in this cluster; watching StatefulSets only");
     }
@@ -198,7 +235,9 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     lease_task.abort();
     let _ = http.await;
     if lost {
-        return Err(Error::LeaderElection("lost the lease to another replica".into()));
+        return Err(Error::LeaderElection(
+            "lost the lease to another replica".into(),
+        ));
     }
     Ok(())
 }
@@ -211,9 +250,14 @@ mod tests {
     use tower::ServiceExt;
 
     async fn get_text(router: Router, path: &str) -> (StatusCode, String) {
-        let response = router.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        let response = router
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, String::from_utf8(bytes.to_vec()).unwrap())
     }
 
@@ -222,13 +266,25 @@ mod tests {
         let metrics = Metrics::default();
         let mut registry = Registry::default();
         metrics.register(&mut registry);
-        metrics.reconciles.get_or_create(&crate::metrics::ResultLabel { result: "ok" }).inc();
+        metrics
+            .reconciles
+            .get_or_create(&crate::metrics::ResultLabel { result: "ok" })
+            .inc();
         let router = http_router(Arc::new(registry));
-        assert_eq!(get_text(router.clone(), "/healthz").await, (StatusCode::OK, "ok".to_owned()));
+        assert_eq!(
+            get_text(router.clone(), "/healthz").await,
+            (StatusCode::OK, "ok".to_owned())
+        );
         let (status, body) = get_text(router.clone(), "/metrics").await;
         assert_eq!(status, StatusCode::OK);
-        assert!(body.contains("tablesnap_operator_reconciles_total{result=\"ok\"} 1"), "{body}");
-        assert!(body.contains("tablesnap_operator_reconcile_duration_seconds"), "{body}");
+        assert!(
+            body.contains("tablesnap_operator_reconciles_total{result=\"ok\"} 1"),
+            "{body}"
+        );
+        assert!(
+            body.contains("tablesnap_operator_reconcile_duration_seconds"),
+            "{body}"
+        );
         assert_eq!(get_text(router, "/nope").await.0, StatusCode::NOT_FOUND);
     }
 }

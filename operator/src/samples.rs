@@ -10,7 +10,8 @@ use crate::apply::{Outcome, plan};
 use crate::crd::{CredentialsMode, ListenEvent, Mode, TableSnap, TargetKind};
 
 /// cass-operator's StatefulSet for datacenter dc1 (owned by the CassandraDatacenter).
-pub const CASS_OPERATOR_STATEFULSET: &str = include_str!("../samples/cass-operator-statefulset.yaml");
+pub const CASS_OPERATOR_STATEFULSET: &str =
+    include_str!("../samples/cass-operator-statefulset.yaml");
 /// The CassandraDatacenter dc1.
 pub const CASS_OPERATOR_DATACENTER: &str = include_str!("../samples/cass-operator-datacenter.yaml");
 /// A CassandraDatacenter managed by k8ssandra-operator.
@@ -55,12 +56,21 @@ pub fn tablesnap_all_options() -> TableSnap {
 
 /// Every sample StatefulSet.
 pub fn statefulsets() -> Vec<StatefulSet> {
-    [CASS_OPERATOR_STATEFULSET, BITNAMI_STATEFULSET, TWO_VOLUMES_STATEFULSET, NO_VOLUME_STATEFULSET].map(parse).into()
+    [
+        CASS_OPERATOR_STATEFULSET,
+        BITNAMI_STATEFULSET,
+        TWO_VOLUMES_STATEFULSET,
+        NO_VOLUME_STATEFULSET,
+    ]
+    .map(parse)
+    .into()
 }
 
 /// Every sample CassandraDatacenter.
 pub fn datacenters() -> Vec<DynamicObject> {
-    [CASS_OPERATOR_DATACENTER, K8SSANDRA_DATACENTER].map(parse).into()
+    [CASS_OPERATOR_DATACENTER, K8SSANDRA_DATACENTER]
+        .map(parse)
+        .into()
 }
 
 /// The objects as they look after the operator's apply, as (file name, object): patched
@@ -70,19 +80,37 @@ pub fn rendered() -> Vec<(String, Value)> {
     let statefulsets = statefulsets();
     let datacenters = datacenters();
     let mut out = Vec::new();
-    for (variant, ts) in [("default", tablesnap()), ("all-options", tablesnap_all_options())] {
+    for (variant, ts) in [
+        ("default", tablesnap()),
+        ("all-options", tablesnap_all_options()),
+    ] {
         let plan = plan(&ts, std::slice::from_ref(&ts), &statefulsets, &datacenters);
         for planned in &plan.targets {
-            let Outcome::Apply { body, .. } = &planned.outcome else { continue };
-            let file = format!("{variant}-{}-{}.json", planned.kind.as_str().to_lowercase(), planned.name);
+            let Outcome::Apply { body, .. } = &planned.outcome else {
+                continue;
+            };
+            let file = format!(
+                "{variant}-{}-{}.json",
+                planned.kind.as_str().to_lowercase(),
+                planned.name
+            );
             let object = match planned.kind {
                 TargetKind::StatefulSet => {
-                    let live = statefulsets.iter().find(|s| s.metadata.name.as_deref() == Some(&planned.name)).expect("planned from a sample");
+                    let live = statefulsets
+                        .iter()
+                        .find(|s| s.metadata.name.as_deref() == Some(&planned.name))
+                        .expect("planned from a sample");
                     crate::render::merged(&serde_json::to_value(live).expect("serializes"), body)
                 }
                 TargetKind::CassandraDatacenter => {
-                    let live = datacenters.iter().find(|d| d.metadata.name.as_deref() == Some(&planned.name)).expect("planned from a sample");
-                    let merged = crate::render::merged(&serde_json::to_value(live).expect("serializes"), body);
+                    let live = datacenters
+                        .iter()
+                        .find(|d| d.metadata.name.as_deref() == Some(&planned.name))
+                        .expect("planned from a sample");
+                    let merged = crate::render::merged(
+                        &serde_json::to_value(live).expect("serializes"),
+                        body,
+                    );
                     json!({
                         "apiVersion": "v1",
                         "kind": "PodTemplate",

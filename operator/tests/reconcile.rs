@@ -22,7 +22,8 @@ type ApiHandle = Handle<Request<Body>, Response<Body>>;
 const NS: &str = "cassandra";
 const TABLESNAPS: &str = "/apis/tablesnap.io/v1alpha1/namespaces/cassandra/tablesnaps";
 const STATEFULSETS: &str = "/apis/apps/v1/namespaces/cassandra/statefulsets";
-const DATACENTERS: &str = "/apis/cassandra.datastax.com/v1beta1/namespaces/cassandra/cassandradatacenters";
+const DATACENTERS: &str =
+    "/apis/cassandra.datastax.com/v1beta1/namespaces/cassandra/cassandradatacenters";
 const PODS: &str = "/api/v1/namespaces/cassandra/pods";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/cassandra/events";
 
@@ -39,7 +40,12 @@ struct Seen {
 impl Seen {
     fn respond(self, status: StatusCode, body: Value) {
         let bytes = serde_json::to_vec(&body).unwrap();
-        self.reply.send_response(Response::builder().status(status).body(Body::from(bytes)).unwrap());
+        self.reply.send_response(
+            Response::builder()
+                .status(status)
+                .body(Body::from(bytes))
+                .unwrap(),
+        );
     }
 
     fn ok(self, body: Value) {
@@ -48,9 +54,24 @@ impl Seen {
 
     fn assert_apply(&self) {
         assert_eq!(self.method, Method::PATCH, "{}", self.path);
-        assert_eq!(self.content_type.as_deref(), Some("application/apply-patch+yaml"), "{}", self.path);
-        assert_eq!(self.query.get("fieldManager").map(String::as_str), Some(FIELD_MANAGER), "{}", self.path);
-        assert_eq!(self.query.get("force").map(String::as_str), Some("true"), "{}", self.path);
+        assert_eq!(
+            self.content_type.as_deref(),
+            Some("application/apply-patch+yaml"),
+            "{}",
+            self.path
+        );
+        assert_eq!(
+            self.query.get("fieldManager").map(String::as_str),
+            Some(FIELD_MANAGER),
+            "{}",
+            self.path
+        );
+        assert_eq!(
+            self.query.get("force").map(String::as_str),
+            Some("true"),
+            "{}",
+            self.path
+        );
     }
 }
 
@@ -64,7 +85,11 @@ impl ApiServer {
             .unwrap_or_else(|| panic!("the client went away before {method} {path}"));
         let (parts, body) = request.into_parts();
         let bytes = body.collect_bytes().await.unwrap();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
         let query = parts
             .uri
             .query()
@@ -73,18 +98,30 @@ impl ApiServer {
             .filter(|kv| !kv.is_empty())
             .map(|kv| {
                 let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                (k.to_owned(), v.replace("%2F", "/").replace("%3D", "=").replace("%2C", ","))
+                (
+                    k.to_owned(),
+                    v.replace("%2F", "/")
+                        .replace("%3D", "=")
+                        .replace("%2C", ","),
+                )
             })
             .collect();
         let seen = Seen {
             method: parts.method.clone(),
             path: parts.uri.path().to_owned(),
             query,
-            content_type: parts.headers.get("content-type").map(|v| v.to_str().unwrap().to_owned()),
+            content_type: parts
+                .headers
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned()),
             body,
             reply,
         };
-        assert_eq!((&seen.method, seen.path.as_str()), (&method, path), "unexpected request");
+        assert_eq!(
+            (&seen.method, seen.path.as_str()),
+            (&method, path),
+            "unexpected request"
+        );
         seen
     }
 
@@ -113,14 +150,21 @@ impl ApiServer {
 
     async fn pods(&mut self, selector: &str, pods: Vec<Value>) {
         let seen = self.next(Method::GET, PODS).await;
-        assert_eq!(seen.query.get("labelSelector").map(String::as_str), Some(selector));
+        assert_eq!(
+            seen.query.get("labelSelector").map(String::as_str),
+            Some(selector)
+        );
         seen.ok(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods}));
     }
 
     /// Fails if the operator sends anything more (all clients are dropped by then).
     async fn done(mut self) {
         if let Some((request, _)) = self.0.next_request().await {
-            panic!("unexpected extra request {} {}", request.method(), request.uri());
+            panic!(
+                "unexpected extra request {} {}",
+                request.method(),
+                request.uri()
+            );
         }
     }
 }
@@ -128,8 +172,21 @@ impl ApiServer {
 fn setup() -> (Arc<Context>, ApiServer) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, NS);
-    let recorder = Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None });
-    (Arc::new(Context { client, recorder, metrics: Metrics::default() }), ApiServer(handle))
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: None,
+        },
+    );
+    (
+        Arc::new(Context {
+            client,
+            recorder,
+            metrics: Metrics::default(),
+        }),
+        ApiServer(handle),
+    )
 }
 
 /// Run one reconcile against a scripted server; the script must consume every request.
@@ -140,7 +197,9 @@ where
 {
     let (ctx, server) = setup();
     let server = tokio::spawn(async move { script(server).await });
-    let action = reconcile(Arc::new(ts), ctx).await.expect("reconcile succeeds");
+    let action = reconcile(Arc::new(ts), ctx)
+        .await
+        .expect("reconcile succeeds");
     // `ctx` is gone now; the server sees the end of the stream unless something else was sent.
     let server = server.await.expect("the script's assertions hold");
     server.done().await;
@@ -161,7 +220,11 @@ fn bitnami_selector() -> &'static str {
 }
 
 fn agent_pod(name: &str, running: bool) -> Value {
-    let state = if running { json!({"running": {}}) } else { json!({"waiting": {"reason": "PodInitializing"}}) };
+    let state = if running {
+        json!({"running": {}})
+    } else {
+        json!({"waiting": {"reason": "PodInitializing"}})
+    };
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": NS},
@@ -171,8 +234,17 @@ fn agent_pod(name: &str, running: bool) -> Value {
 
 /// The expected apply body for the Bitnami StatefulSet, from the pure renderer.
 fn bitnami_body(ts: &TableSnap) -> Value {
-    let data = tablesnap_operator::resolve::DataVolume { volume: "data".into(), mount_path: "/bitnami/cassandra".into() };
-    render::apply_body(ts, tablesnap_operator::crd::TargetKind::StatefulSet, "cassandra", "cassandra", &data)
+    let data = tablesnap_operator::resolve::DataVolume {
+        volume: "data".into(),
+        mount_path: "/bitnami/cassandra".into(),
+    };
+    render::apply_body(
+        ts,
+        tablesnap_operator::crd::TargetKind::StatefulSet,
+        "cassandra",
+        "cassandra",
+        &data,
+    )
 }
 
 /// The Bitnami StatefulSet as the API server holds it after our apply.
@@ -181,7 +253,12 @@ fn bitnami_patched(ts: &TableSnap) -> Value {
 }
 
 fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
-    status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == type_).unwrap()
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap()
 }
 
 #[tokio::test]
@@ -189,9 +266,17 @@ async fn create_adds_the_finalizer_first() {
     let ts = samples::tablesnap();
     let object = serde_json::to_value(&ts).unwrap();
     scenario(ts, |mut api| async move {
-        let seen = api.next(Method::PATCH, &format!("{TABLESNAPS}/nightly")).await;
-        assert_eq!(seen.content_type.as_deref(), Some("application/json-patch+json"));
-        assert_eq!(seen.body[1], json!({"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}));
+        let seen = api
+            .next(Method::PATCH, &format!("{TABLESNAPS}/nightly"))
+            .await;
+        assert_eq!(
+            seen.content_type.as_deref(),
+            Some("application/json-patch+json")
+        );
+        assert_eq!(
+            seen.body[1],
+            json!({"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]})
+        );
         let mut updated = object.clone();
         updated["metadata"]["finalizers"] = json!([FINALIZER]);
         seen.ok(updated);
@@ -254,7 +339,11 @@ async fn create_injects_into_statefulset_and_datacenter_and_patches_status() {
         api
     })
     .await;
-    assert_eq!(action, kube::runtime::controller::Action::requeue(Duration::from_secs(30)), "a rollout in progress is checked again soon");
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(30)),
+        "a rollout in progress is checked again soon"
+    );
 }
 
 /// Reconcile the TableSnap once against a server holding `statefulsets`, returning the status it wrote.
@@ -266,8 +355,11 @@ async fn status_after_first_reconcile(ts: &TableSnap, statefulsets: Vec<Value>) 
         api.list(TABLESNAPS, "TableSnap", vec![own.clone()]).await;
         api.list(STATEFULSETS, "StatefulSet", statefulsets).await;
         api.not_found(DATACENTERS).await;
-        api.pods(bitnami_selector(), vec![agent_pod("cassandra-0", true)]).await;
-        let seen = api.next(Method::PATCH, &format!("{TABLESNAPS}/nightly/status")).await;
+        api.pods(bitnami_selector(), vec![agent_pod("cassandra-0", true)])
+            .await;
+        let seen = api
+            .next(Method::PATCH, &format!("{TABLESNAPS}/nightly/status"))
+            .await;
         *out.lock().unwrap() = seen.body["status"].clone();
         let mut updated = own.clone();
         updated["status"] = seen.body["status"].clone();
@@ -275,8 +367,7 @@ async fn status_after_first_reconcile(ts: &TableSnap, statefulsets: Vec<Value>) 
         api
     })
     .await;
-    let status = written.lock().unwrap().clone();
-    status
+    written.lock().unwrap().clone()
 }
 
 #[tokio::test]
@@ -295,11 +386,15 @@ async fn second_reconcile_of_an_unchanged_world_writes_nothing() {
         api.list(TABLESNAPS, "TableSnap", vec![own]).await;
         api.list(STATEFULSETS, "StatefulSet", vec![patched]).await;
         api.not_found(DATACENTERS).await;
-        api.pods(bitnami_selector(), vec![agent_pod("cassandra-0", true)]).await;
+        api.pods(bitnami_selector(), vec![agent_pod("cassandra-0", true)])
+            .await;
         api
     })
     .await;
-    assert_eq!(action, kube::runtime::controller::Action::requeue(Duration::from_secs(300)));
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(300))
+    );
 }
 
 #[tokio::test]
@@ -315,17 +410,32 @@ async fn spec_update_reapplies_with_a_new_hash() {
         api.list(TABLESNAPS, "TableSnap", vec![own.clone()]).await;
         api.list(STATEFULSETS, "StatefulSet", vec![live]).await;
         api.not_found(DATACENTERS).await;
-        let seen = api.next(Method::PATCH, &format!("{STATEFULSETS}/cassandra")).await;
+        let seen = api
+            .next(Method::PATCH, &format!("{STATEFULSETS}/cassandra"))
+            .await;
         seen.assert_apply();
-        let new_hash = seen.body["spec"]["template"]["metadata"]["annotations"][HASH_ANNOTATION].clone();
-        assert_ne!(new_hash, old_hash, "a spec change must change the pod template, so pods roll once");
-        let args = seen.body["spec"]["template"]["spec"]["initContainers"][0]["args"].as_array().unwrap().clone();
-        assert!(args.windows(2).any(|w| w[0] == "--prefix" && w[1] == "prod-v2"), "{args:?}");
+        let new_hash =
+            seen.body["spec"]["template"]["metadata"]["annotations"][HASH_ANNOTATION].clone();
+        assert_ne!(
+            new_hash, old_hash,
+            "a spec change must change the pod template, so pods roll once"
+        );
+        let args = seen.body["spec"]["template"]["spec"]["initContainers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "--prefix" && w[1] == "prod-v2"),
+            "{args:?}"
+        );
         let body = seen.body.clone();
         seen.ok(body);
         api.event("Injected").await;
         api.pods(bitnami_selector(), vec![]).await;
-        let seen = api.next(Method::PATCH, &format!("{TABLESNAPS}/nightly/status")).await;
+        let seen = api
+            .next(Method::PATCH, &format!("{TABLESNAPS}/nightly/status"))
+            .await;
         assert_eq!(seen.body["status"]["observedGeneration"], 2);
         seen.ok(own);
         api
@@ -337,7 +447,10 @@ async fn spec_update_reapplies_with_a_new_hash() {
 async fn target_that_stops_matching_gets_exactly_our_fields_removed() {
     let ts = with_finalizer(samples::tablesnap());
     let mut live = bitnami_patched(&ts);
-    live["metadata"]["labels"].as_object_mut().unwrap().remove("backup");
+    live["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("backup");
     let own = serde_json::to_value(&ts).unwrap();
     scenario(ts, |mut api| async move {
         api.list(TABLESNAPS, "TableSnap", vec![own.clone()]).await;
@@ -360,7 +473,9 @@ async fn target_that_stops_matching_gets_exactly_our_fields_removed() {
 #[tokio::test]
 async fn delete_removes_our_fields_then_the_finalizer() {
     let mut ts = with_finalizer(samples::tablesnap());
-    ts.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-05-01T00:00:00Z".parse().unwrap()));
+    ts.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-05-01T00:00:00Z".parse().unwrap(),
+    ));
     let own = serde_json::to_value(&ts).unwrap();
     let injected = bitnami_patched(&ts);
     let untouched: Value = serde_yaml::from_str(samples::TWO_VOLUMES_STATEFULSET).unwrap();
@@ -388,8 +503,13 @@ async fn the_later_tablesnap_reports_a_conflict_and_patches_nothing() {
     let older = with_finalizer(samples::tablesnap());
     let mut newer = with_finalizer(samples::tablesnap());
     newer.metadata.name = Some("hourly".into());
-    newer.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-04-01T00:00:00Z".parse().unwrap()));
-    let all = vec![serde_json::to_value(&older).unwrap(), serde_json::to_value(&newer).unwrap()];
+    newer.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-04-01T00:00:00Z".parse().unwrap(),
+    ));
+    let all = vec![
+        serde_json::to_value(&older).unwrap(),
+        serde_json::to_value(&newer).unwrap(),
+    ];
     let live = bitnami_patched(&older);
     let newer_object = all[1].clone();
     scenario(newer.clone(), |mut api| async move {
@@ -398,8 +518,15 @@ async fn the_later_tablesnap_reports_a_conflict_and_patches_nothing() {
         api.not_found(DATACENTERS).await;
         let event = api.event("Conflict").await;
         assert_eq!(event["type"], "Warning");
-        assert!(event["note"].as_str().unwrap().contains("older TableSnap nightly"));
-        let seen = api.next(Method::PATCH, &format!("{TABLESNAPS}/hourly/status")).await;
+        assert!(
+            event["note"]
+                .as_str()
+                .unwrap()
+                .contains("older TableSnap nightly")
+        );
+        let seen = api
+            .next(Method::PATCH, &format!("{TABLESNAPS}/hourly/status"))
+            .await;
         seen.assert_apply();
         let status = &seen.body["status"];
         assert_eq!(status["targets"][0]["reason"], "Conflict");

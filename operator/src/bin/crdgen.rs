@@ -8,7 +8,10 @@ fn main() -> anyhow::Result<()> {
     let yaml = tablesnap_operator::crd::crd_yaml();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--rendered") {
-        let dir = Path::new(args.get(1).ok_or_else(|| anyhow::anyhow!("usage: crdgen --rendered DIR"))?);
+        let dir = Path::new(
+            args.get(1)
+                .ok_or_else(|| anyhow::anyhow!("usage: crdgen --rendered DIR"))?,
+        );
         std::fs::create_dir_all(dir)?;
         for (file, object) in tablesnap_operator::samples::rendered() {
             // JSON, which YAML parsers read without YAML 1.1 surprises (`no` read as false).

@@ -32,12 +32,27 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     if args.log_format == "json" {
-        tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).init();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_current_span(false)
+            .init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let identity = args.identity.unwrap_or_else(|| format!("tablesnap-operator-{}", std::process::id()));
+    let identity = args
+        .identity
+        .unwrap_or_else(|| format!("tablesnap-operator-{}", std::process::id()));
     let client = kube::Client::try_default().await?;
-    run(client, Settings { http_listen: args.http_listen, lease_name: args.lease_name, lease_namespace: args.lease_namespace, identity }).await?;
+    run(
+        client,
+        Settings {
+            http_listen: args.http_listen,
+            lease_name: args.lease_name,
+            lease_namespace: args.lease_namespace,
+            identity,
+        },
+    )
+    .await?;
     Ok(())
 }
