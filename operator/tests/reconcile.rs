@@ -539,3 +539,81 @@ async fn the_later_tablesnap_reports_a_conflict_and_patches_nothing() {
     .await;
     assert_eq!(newer.name_any(), "hourly");
 }
+
+#[tokio::test]
+async fn unresolvable_and_k8ssandra_targets_become_conditions_not_patches() {
+    let ts = with_finalizer(samples::tablesnap());
+    let own = serde_json::to_value(&ts).unwrap();
+    scenario(ts, |mut api| async move {
+        api.list(TABLESNAPS, "TableSnap", vec![own.clone()]).await;
+        api.list(
+            STATEFULSETS,
+            "StatefulSet",
+            vec![serde_yaml::from_str(samples::NO_VOLUME_STATEFULSET).unwrap()],
+        )
+        .await;
+        api.list(
+            DATACENTERS,
+            "CassandraDatacenter",
+            vec![serde_yaml::from_str(samples::K8SSANDRA_DATACENTER).unwrap()],
+        )
+        .await;
+        let event = api.event("TargetSkipped").await;
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["related"]["name"], "cass-ephemeral");
+        let event = api.event("TargetSkipped").await;
+        assert!(
+            event["note"]
+                .as_str()
+                .unwrap()
+                .contains("K8ssandraCluster demo")
+        );
+        let seen = api
+            .next(Method::PATCH, &format!("{TABLESNAPS}/nightly/status"))
+            .await;
+        seen.assert_apply();
+        let status = &seen.body["status"];
+        let reasons: Vec<&str> = status["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["reason"].as_str().unwrap())
+            .collect();
+        assert_eq!(reasons, ["DataVolumeNotFound", "ManagedByK8ssandra"]);
+        let resolved = condition(status, "TargetsResolved");
+        assert_eq!(
+            (resolved["status"].as_str(), resolved["reason"].as_str()),
+            (Some("False"), Some("DataVolumeNotFound"))
+        );
+        assert!(
+            resolved["message"]
+                .as_str()
+                .unwrap()
+                .contains("spec.cassandra.initContainers")
+        );
+        assert_eq!(condition(status, "Injected")["status"], "False");
+        assert_eq!(condition(status, "Ready")["status"], "False");
+        seen.ok(own);
+        api
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_api_error_fails_the_reconcile_for_a_retry() {
+    let (ctx, mut api) = setup();
+    let ts = with_finalizer(samples::tablesnap());
+    let server = tokio::spawn(async move {
+        let seen = api.next(Method::GET, TABLESNAPS).await;
+        seen.respond(
+            StatusCode::FORBIDDEN,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403, "message": "forbidden"}),
+        );
+        api
+    });
+    let error = reconcile(Arc::new(ts), ctx)
+        .await
+        .expect_err("a 403 must fail the reconcile");
+    assert!(error.to_string().contains("forbidden"), "{error}");
+    server.await.unwrap().done().await;
+}
