@@ -439,6 +439,7 @@ pub async fn patch_status(
     let body = serde_json::json!({
         "apiVersion": TableSnap::api_version(&()),
         "kind": TableSnap::kind(&()),
+        "metadata": {"name": name, "namespace": namespace},
         "status": status,
     });
     Api::<TableSnap>::namespaced(client.clone(), namespace)

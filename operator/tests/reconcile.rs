@@ -321,6 +321,7 @@ async fn create_injects_into_statefulset_and_datacenter_and_patches_status() {
         seen.assert_apply();
         assert_eq!(seen.body["apiVersion"], "tablesnap.io/v1alpha1");
         assert_eq!(seen.body["kind"], "TableSnap");
+        assert_eq!(seen.body["metadata"], json!({"name": "nightly", "namespace": NS}));
         let status = &seen.body["status"];
         assert_eq!(status["observedGeneration"], 1);
         assert_eq!(status["targetCount"], 2);
