@@ -206,7 +206,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
 
     // Stop on a signal, or when another replica holds the lease.
     let (lost_tx, lost_rx) = watch::channel(false);
-    tokio::spawn(async move {
+    let lease_watch = tokio::spawn(async move {
         loop {
             if leader.changed().await.is_err() || !*leader.borrow_and_update() {
                 let _ = lost_tx.send(true);
@@ -232,13 +232,26 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
         .await;
     tracing::info!("controller stopped");
     let lost = *lost_rx.borrow();
-    lease_task.abort();
-    let _ = http.await;
+    // Dropping the last receiver makes the lease manager release the Lease, so that another
+    // replica takes over at once instead of after the lease duration.
+    lease_watch.abort();
+    let _ = lease_watch.await;
+    match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
+        Ok(Ok(Ok(_))) => tracing::info!("released the lease"),
+        Ok(Ok(Err(error))) => {
+            tracing::warn!(%error, "could not release the lease; it expires by itself")
+        }
+        Ok(Err(_)) | Err(_) => {
+            tracing::warn!("the lease manager did not stop in time; the lease expires by itself")
+        }
+    }
     if lost {
+        http.abort();
         return Err(Error::LeaderElection(
             "lost the lease to another replica".into(),
         ));
     }
+    let _ = http.await;
     Ok(())
 }
 
@@ -259,6 +272,25 @@ mod tests {
             .await
             .unwrap();
         (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn a_changed_object_wakes_the_tablesnaps_of_its_namespace_only() {
+        let (store, mut writer) = kube::runtime::reflector::store::<TableSnap>();
+        let mut other_ns = crate::samples::tablesnap();
+        other_ns.metadata.namespace = Some("elsewhere".into());
+        let mut second = crate::samples::tablesnap();
+        second.metadata.name = Some("hourly".into());
+        for ts in [crate::samples::tablesnap(), second, other_ns] {
+            writer.apply_watcher_event(&watcher::Event::Apply(ts));
+        }
+        let mut names: Vec<String> = tablesnaps_in(&store, Some("cassandra".into()))
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["hourly", "nightly"]);
+        assert!(tablesnaps_in(&store, Some("nowhere".into())).is_empty());
     }
 
     #[tokio::test]
