@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use anyhow::Context;
 use clap::Parser;
 use tablesnap_operator::run::{Settings, run};
 use tracing_subscriber::EnvFilter;
@@ -28,7 +29,7 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     if args.log_format == "json" {
@@ -38,21 +39,34 @@ async fn main() -> anyhow::Result<()> {
             .with_current_span(false)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
     }
     let identity = args
         .identity
         .unwrap_or_else(|| format!("tablesnap-operator-{}", std::process::id()));
-    let client = kube::Client::try_default().await?;
-    run(
-        client,
-        Settings {
-            http_listen: args.http_listen,
-            lease_name: args.lease_name,
-            lease_namespace: args.lease_namespace,
-            identity,
-        },
-    )
-    .await?;
+    let settings = Settings {
+        http_listen: args.http_listen,
+        lease_name: args.lease_name,
+        lease_namespace: args.lease_namespace,
+        identity,
+    };
+    match start(settings).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One line that says what failed and why.
+            tracing::error!(error = format!("{error:#}"), "the operator stopped");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(settings: Settings) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes API: set KUBECONFIG or run in a pod")?;
+    run(client, settings).await?;
     Ok(())
 }
