@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,58 +14,11 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::index::IndexMsg;
 use crate::key::wants_index;
+use crate::metrics::Stats;
 use crate::queue::{self, Queue, Shipped};
 use crate::store::{Store, StoreOptions};
 use crate::upload::{self, Shipment};
 use crate::watch::{WatchEvent, Watcher};
-
-/// Counters of what the agent did; exported as metrics.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Files uploaded.
-    pub files_shipped: AtomicU64,
-    /// Bytes uploaded.
-    pub bytes_shipped: AtomicU64,
-    /// Indexes written.
-    pub indexes: AtomicU64,
-    /// Failed shipping attempts, by reason.
-    pub failures: Mutex<HashMap<&'static str, u64>>,
-    /// inotify queue overflows.
-    pub overflows: AtomicU64,
-    /// Unix time of the last successful upload.
-    pub last_success: AtomicI64,
-}
-
-impl Stats {
-    /// Counts an index written.
-    pub fn index_written(&self) {
-        self.indexes.fetch_add(1, Ordering::Relaxed);
-        self.touch();
-    }
-
-    fn shipped(&self, bytes: u64) {
-        self.files_shipped.fetch_add(1, Ordering::Relaxed);
-        self.bytes_shipped.fetch_add(bytes, Ordering::Relaxed);
-        self.touch();
-    }
-
-    fn touch(&self) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        self.last_success
-            .store(now.as_secs() as i64, Ordering::Relaxed);
-    }
-
-    fn failed(&self, reason: &'static str) {
-        *self
-            .failures
-            .lock()
-            .expect("poisoned")
-            .entry(reason)
-            .or_default() += 1;
-    }
-}
 
 /// What every stage shares.
 #[derive(Debug)]
@@ -85,9 +37,33 @@ pub struct Ctx {
     pub stats: Stats,
     /// Failed attempts per file still to be retried.
     retrying: Mutex<HashMap<PathBuf, u32>>,
+    /// Files seen but not yet shipped, with the unix time they were first seen.
+    outstanding: Mutex<HashMap<PathBuf, i64>>,
 }
 
 impl Ctx {
+    /// Queues `path` for shipping and remembers since when it waits.
+    pub async fn enqueue(&self, path: PathBuf) {
+        self.outstanding.lock().expect("poisoned").entry(path.clone()).or_insert_with(crate::metrics::now);
+        self.queue.push(path).await;
+    }
+
+    /// Number of files seen and not yet shipped.
+    pub fn outstanding_len(&self) -> usize {
+        self.outstanding.lock().expect("poisoned").len()
+    }
+
+    /// When the oldest file not yet shipped was first seen.
+    pub fn oldest_outstanding(&self) -> Option<i64> {
+        self.outstanding.lock().expect("poisoned").values().min().copied()
+    }
+
+    /// Forgets a file that needs no more work (shipped, vanished, not a file).
+    fn settled(&self, path: &Path) {
+        self.outstanding.lock().expect("poisoned").remove(path);
+        self.retrying.lock().expect("poisoned").remove(path);
+    }
+
     /// Directories the agent never ships from or watches (its own staging).
     pub fn skip_dirs(&self) -> Vec<PathBuf> {
         self.cfg.staging_dir.iter().cloned().collect()
@@ -127,7 +103,13 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
         index_tx: index_tx.clone(),
         stats: Stats::default(),
         retrying: Mutex::default(),
+        outstanding: Mutex::default(),
     });
+    ctx.stats.beat_event_loop();
+    ctx.stats.beat_uploader();
+    if let Some(addr) = ctx.cfg.http_listen {
+        crate::http::serve(addr, ctx.clone()).await?;
+    }
     let index_task = tokio::spawn(crate::index::run(ctx.clone(), index_rx, index_tx.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let dispatcher = tokio::spawn(dispatch(ctx.clone(), queue_rx, stop_rx));
@@ -138,8 +120,11 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
     }
 
     // The watch loop runs here until the first signal.
+    let mut beat = tokio::time::interval(Duration::from_secs(5));
     loop {
+        ctx.stats.beat_event_loop();
         tokio::select! {
+            _ = beat.tick() => {}
             ev = watcher.next() => match ev {
                 Some(Ok(ev)) => on_event(&ctx, &mut watcher, ev).await,
                 Some(Err(e)) => tracing::error!(error = %e, "inotify failed; rescanning"),
@@ -204,7 +189,7 @@ async fn wait_for_store(store: &Store, signals: &mut mpsc::Receiver<()>) -> Resu
 async fn on_event(ctx: &Arc<Ctx>, watcher: &mut Watcher, ev: WatchEvent) {
     match ev {
         WatchEvent::Overflow => {
-            ctx.stats.overflows.fetch_add(1, Ordering::Relaxed);
+            ctx.stats.overflows.inc();
             tracing::warn!("inotify queue overflowed; rescanning every watched path");
             let c = ctx.clone();
             tokio::spawn(async move { rescan(&c, "overflow").await });
@@ -222,7 +207,7 @@ async fn on_event(ctx: &Arc<Ctx>, watcher: &mut Watcher, ev: WatchEvent) {
                 &cfg.filter,
                 cfg.auto_add,
             ) {
-                Action::Ship => ctx.queue.push(path).await,
+                Action::Ship => ctx.enqueue(path).await,
                 Action::WatchDir => match watcher.add_tree(&path, true, &ctx.skip_dirs()) {
                     Ok(dirs) => {
                         tracing::info!(path = %path.display(), directories = dirs.len(), "watching new directory");
@@ -249,7 +234,7 @@ async fn ship_existing(ctx: &Arc<Ctx>, dir: &Path) {
         .unwrap_or_default();
     for (path, _) in files {
         if ctx.cfg.filter.accepts(&path.to_string_lossy()) {
-            ctx.queue.push(path).await;
+            ctx.enqueue(path).await;
         }
     }
 }
@@ -289,17 +274,25 @@ async fn rescan(ctx: &Arc<Ctx>, why: &'static str) {
 async fn dispatch(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<PathBuf>, mut stop: watch::Receiver<bool>) {
     let limit = Arc::new(Semaphore::new(ctx.cfg.threads));
     let mut tasks = JoinSet::new();
+    let mut beat = tokio::time::interval(Duration::from_secs(5));
     loop {
-        tokio::select! {
+        // Wait for a free slot, then for work; the beat shows the loop is alive either way.
+        ctx.stats.beat_uploader();
+        let permit = tokio::select! {
             biased;
             _ = stop.changed() => break,
-            Some(path) = rx.recv() => {
-                let permit = limit.clone().acquire_owned().await.expect("never closed");
-                ctx.queue.taken(&path);
-                let c = ctx.clone();
-                tasks.spawn(async move { job(&c, path).await; drop(permit) });
-            }
-        }
+            _ = beat.tick() => continue,
+            p = limit.clone().acquire_owned() => p.expect("never closed"),
+        };
+        let path = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            _ = beat.tick() => continue,
+            Some(path) = rx.recv() => path,
+        };
+        ctx.queue.taken(&path);
+        let c = ctx.clone();
+        tasks.spawn(async move { job(&c, path).await; drop(permit) });
         while tasks.try_join_next().is_some() {}
     }
     loop {
@@ -328,7 +321,7 @@ async fn job(ctx: &Arc<Ctx>, path: PathBuf) {
             written,
         }) => {
             ctx.stats.shipped(bytes);
-            ctx.retrying.lock().expect("poisoned").remove(&path);
+            ctx.settled(&path);
             tracing::info!(key, bytes, ?written, "uploaded");
             let _ = ctx.index_tx.send(IndexMsg::Shipped(dir)).await;
             if ctx.cfg.with_index && wants_index(&path) {
@@ -338,11 +331,10 @@ async fn job(ctx: &Arc<Ctx>, path: PathBuf) {
                 upload::delete_local(ctx, path).await;
             }
         }
-        Ok(Shipment::AlreadyThere | Shipment::NotAFile | Shipment::Changed) => {
-            ctx.retrying.lock().expect("poisoned").remove(&path);
-        }
+        Ok(Shipment::AlreadyThere | Shipment::NotAFile) => ctx.settled(&path),
+        Ok(Shipment::Changed) => {}
         Err(Error::Vanished(p)) => {
-            ctx.retrying.lock().expect("poisoned").remove(&path);
+            ctx.settled(&path);
             tracing::info!(path = %p.display(), "file vanished before it was shipped; dropped");
         }
         Err(e) => {
@@ -362,7 +354,7 @@ async fn job(ctx: &Arc<Ctx>, path: PathBuf) {
             let c = ctx.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                c.queue.push(path).await;
+                c.enqueue(path).await;
             });
         }
     }

@@ -186,7 +186,7 @@ async fn settle(
         for p in miss {
             if !ctx.queue.contains(&p) {
                 let ctx = ctx.clone();
-                tokio::spawn(async move { ctx.queue.push(p).await });
+                tokio::spawn(async move { ctx.enqueue(p).await });
             }
         }
         return Ok(false);

@@ -104,7 +104,7 @@ pub async fn reconcile(ctx: &Arc<Ctx>, root: &Path, recursive: bool) -> Result<S
             }
         } else {
             stats.queued += 1;
-            ctx.queue.push(path).await;
+            ctx.enqueue(path).await;
         }
     }
     Ok(stats)

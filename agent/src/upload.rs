@@ -84,7 +84,7 @@ pub async fn ship(ctx: &Arc<Ctx>, path: &Path) -> Result<Shipment> {
         .await
         .map_err(|e| Error::io(path, e))?;
     if Version::of(&after) != hashed {
-        ctx.queue.push(path.to_path_buf()).await;
+        ctx.enqueue(path.to_path_buf()).await;
         return Ok(Shipment::Changed);
     }
     ctx.shipped.insert(path.to_path_buf(), hashed);

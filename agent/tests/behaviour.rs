@@ -31,6 +31,7 @@ both_backends!(
     file_deleted_while_queued_is_dropped_quietly,
     sigterm_lets_inflight_upload_finish,
     backup_at_start_lists_instead_of_heads,
+    health_and_metrics_endpoint,
 );
 
 async fn rename_gives_key_metadata_and_index(b: Backend) {
@@ -452,3 +453,41 @@ async fn backup_at_start_lists_instead_of_heads(b: Backend) {
 }
 
 use futures::StreamExt;
+
+/// A plain HTTP GET (test code; the agent serves HTTP/1.1).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+async fn health_and_metrics_endpoint(b: Backend) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let d = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&b, &["--http-listen", &addr], &[d.path()]);
+    let (code, body) = http_get(&addr, "/healthz");
+    assert_eq!((code, body.trim()), (200, "ok"));
+    let f = write_rename(d.path(), "m-Data.db", &data(1234, 11));
+    let store = b.store().await;
+    wait_key(&store, &format!("testhost:{}-listdir.json", f.display())).await;
+    let (code, m) = http_get(&addr, "/metrics");
+    assert_eq!(code, 200);
+    for line in [
+        "tablesnap_files_shipped_total 1",
+        "tablesnap_bytes_shipped_total 1234",
+        "tablesnap_indexes_written_total 1",
+        "tablesnap_queue_depth 0",
+        "tablesnap_oldest_unshipped_seconds 0",
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line:?} missing from:\n{m}");
+    }
+    assert!(m.contains("tablesnap_storage_requests{kind=\"put\"} 2"), "{m}");
+    assert!(!m.contains("m-Data.db"), "no per-file labels");
+    agent.stop();
+}
