@@ -174,7 +174,7 @@ def test_values_schema_rejects_bad_values():
 def test_deploy_equals_the_default_chart_render():
     rendered = [obj for path in sorted(render({})) for obj in render({})[path]]
     committed = load_all((DEPLOY / "tablesnap-operator.yaml").read_text())
-    assert committed == rendered, "deploy/tablesnap-operator.yaml drifted from the chart: regenerate it"
+    assert committed == rendered, "deploy/tablesnap-operator.yaml drifted from the chart: run deploy/render.py"
     assert load_all((DEPLOY / "crd.yaml").read_text()) == load_all(CRD.read_text())
 
 
