@@ -274,7 +274,48 @@ impl TryFrom<Args> for Config {
 
 /// Reads the BUCKET argument: a bucket name, or `file:///dir`.
 fn parse_store(a: &Args) -> Result<StoreLocation> {
+    store_location(&StoreArgs {
+        bucket: a.bucket.clone(),
+        endpoint_url: a.endpoint_url.clone(),
+        virtual_hosted_style: a.virtual_hosted_style,
+        aws_key: a.aws_key.clone(),
+        aws_secret: a.aws_secret.clone(),
+        aws_token: a.aws_token.clone(),
+        aws_region: a.aws_region.clone(),
+        retries: a.retries.get(),
+    })
+}
+
+/// The flags that say where a store is and how to reach it, shared by the three binaries.
+#[derive(Debug, Clone, Default)]
+pub struct StoreArgs {
+    /// The BUCKET argument: a bucket name or `file:///path`.
+    pub bucket: String,
+    /// `--endpoint-url`.
+    pub endpoint_url: Option<String>,
+    /// `--virtual-hosted-style`.
+    pub virtual_hosted_style: bool,
+    /// `-k/--aws-key`.
+    pub aws_key: Option<String>,
+    /// `-s/--aws-secret`.
+    pub aws_secret: Option<String>,
+    /// `--aws-token` / `--token`.
+    pub aws_token: Option<String>,
+    /// `--aws-region`.
+    pub aws_region: Option<String>,
+    /// Attempts per request inside the SDK.
+    pub retries: usize,
+}
+
+/// Validates the store flags into a [`StoreLocation`]; errors name the bad value.
+pub fn store_location(a: &StoreArgs) -> Result<StoreLocation> {
     let bad = |msg: String| Error::InvalidConfig(msg);
+    if a.aws_key.is_some() != a.aws_secret.is_some() {
+        return Err(bad(
+            "-k/--aws-key and -s/--aws-secret: give both or neither (neither uses the AWS credential chain)"
+                .into(),
+        ));
+    }
     if a.bucket.contains("://") {
         let url = url::Url::parse(&a.bucket).map_err(|e| {
             bad(format!(
@@ -359,7 +400,7 @@ fn parse_store(a: &Args) -> Result<StoreLocation> {
         force_path_style: endpoint.is_some() && !a.virtual_hosted_style,
         endpoint,
         credentials,
-        max_attempts: u32::try_from(a.retries.get()).unwrap_or(u32::MAX),
+        max_attempts: u32::try_from(a.retries).unwrap_or(u32::MAX),
     }))
 }
 

@@ -1,0 +1,271 @@
+//! One file of a restore: HEAD, skip if already there, download (ranged parts in parallel for
+//! large objects) under a temporary name, verify size and MD5, set owner and mode, rename.
+//! A file never has its final name before it is complete and verified.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+
+use super::args::Ownership;
+use crate::error::{Error, Result};
+use crate::meta::{STAT, StatMeta};
+use crate::store::{Head, Store};
+
+/// Marker in the names of files being downloaded.
+pub const TMP_MARK: &str = ".tableslurp-tmp-";
+/// Attempts of one GET before the file is reported as failed.
+const ATTEMPTS: u32 = 3;
+
+/// A file to restore.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Its object key.
+    pub key: String,
+    /// Where it goes.
+    pub dest: PathBuf,
+    /// Whether a missing object may be a directory entry of the index (`backups`, `snapshots`).
+    pub may_be_dir: bool,
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Downloaded and verified, this many bytes; `verified` says whether an MD5 was compared.
+    Downloaded {
+        /// Bytes.
+        bytes: u64,
+        /// MD5 checked (else size only).
+        verified: bool,
+    },
+    /// A file of the right size was already there.
+    Kept,
+    /// The entry is a directory, not a file.
+    Directory,
+    /// Dry run: would download this many bytes.
+    Planned(u64),
+}
+
+/// Settings shared by every job.
+#[derive(Debug)]
+pub struct Fetcher {
+    /// The store.
+    pub store: Store,
+    /// Limits GETs in flight.
+    pub gets: Semaphore,
+    /// Parts of one file requested at once (the semaphore bounds the total).
+    pub threads: usize,
+    /// Ranged part size.
+    pub part_size: u64,
+    /// Download even when the right size is there.
+    pub force: bool,
+    /// Print only.
+    pub dry_run: bool,
+    /// Owner of restored files.
+    pub ownership: Ownership,
+}
+
+impl Fetcher {
+    /// Restores one file; `on_bytes` is told of progress.
+    pub async fn fetch(&self, job: &Job, on_bytes: &(dyn Fn(u64) + Sync)) -> Result<Outcome> {
+        let head = match self.head(&job.key).await? {
+            Some(h) => h,
+            None if job.may_be_dir => return Ok(Outcome::Directory),
+            None => return Err(Error::NotFound(format!("object {} is missing", job.key))),
+        };
+        if !self.force {
+            if let Ok(m) = std::fs::metadata(&job.dest) {
+                if m.is_file() && m.len() == head.size {
+                    on_bytes(head.size);
+                    return Ok(Outcome::Kept);
+                }
+            }
+        }
+        if self.dry_run {
+            return Ok(Outcome::Planned(head.size));
+        }
+        let dir = job.dest.parent().expect("destinations have a parent");
+        let name = job
+            .dest
+            .file_name()
+            .expect("destinations have a name")
+            .to_string_lossy();
+        let tmp = dir.join(format!(".{name}{TMP_MARK}{:08x}", rand::random::<u32>()));
+        let result = self.download_verified(job, &head, &tmp, on_bytes).await;
+        match result {
+            Ok(verified) => Ok(Outcome::Downloaded {
+                bytes: head.size,
+                verified,
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<Head>> {
+        let mut attempt = 0;
+        loop {
+            match self.store.head(key).await {
+                Err(e) if e.is_retryable() && attempt + 1 < ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(crate::retry::delay(attempt, Duration::from_secs(5))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn download_verified(
+        &self,
+        job: &Job,
+        head: &Head,
+        tmp: &Path,
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<bool> {
+        let size = head.size;
+        let f = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+        f.set_len(size).map_err(|e| Error::io(tmp, e))?;
+        drop(f);
+
+        let ranges: Vec<Option<(u64, u64)>> = if size <= self.part_size {
+            vec![None]
+        } else {
+            (0..size.div_ceil(self.part_size))
+                .map(|i| {
+                    let s = i * self.part_size;
+                    Some((s, (s + self.part_size).min(size)))
+                })
+                .collect()
+        };
+        let parts = ranges
+            .into_iter()
+            .map(|r| self.get_part(&job.key, r, size, tmp, on_bytes));
+        futures::stream::iter(parts)
+            .buffer_unordered(self.threads.max(1))
+            .collect::<Vec<Result<()>>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>>>()?;
+
+        let key = job.key.clone();
+        let path = tmp.to_path_buf();
+        let expected_md5 = expected_md5(head);
+        let stat = head.meta.user.get(STAT).and_then(|s| StatMeta::parse(s));
+        let ownership = self.ownership.clone();
+        let dest = job.dest.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+            let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
+            if len != size {
+                return Err(Error::Integrity(format!(
+                    "{key}: downloaded {len} bytes, the object has {size}"
+                )));
+            }
+            let verified = match &expected_md5 {
+                Some(want) => {
+                    let (got, _) = crate::meta::hash_file(&mut f, &path, size, false)?;
+                    if !got.eq_ignore_ascii_case(want) {
+                        return Err(Error::Integrity(format!(
+                            "{key}: MD5 of the downloaded bytes is {got}, the backup recorded {want}"
+                        )));
+                    }
+                    true
+                }
+                None => false,
+            };
+            drop(f);
+            set_owner_and_mode(&path, stat.as_ref(), &ownership)?;
+            std::fs::rename(&path, &dest).map_err(|e| Error::io(&dest, e))?;
+            Ok(verified)
+        })
+        .await
+        .expect("verification task panicked")
+    }
+
+    async fn get_part(
+        &self,
+        key: &str,
+        range: Option<(u64, u64)>,
+        size: u64,
+        tmp: &Path,
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<()> {
+        let want = range.map_or(size, |(s, e)| e - s);
+        let mut attempt = 0;
+        loop {
+            let permit = self.gets.acquire().await.expect("semaphore never closed");
+            let res = self.store.download_range(key, range, tmp).await;
+            drop(permit);
+            let err = match res {
+                Ok(n) if n == want => {
+                    on_bytes(n);
+                    return Ok(());
+                }
+                Ok(n) => Error::Integrity(format!(
+                    "{key}: got {n} bytes of a {want}-byte part (object changed or truncated?)"
+                )),
+                Err(e) => e,
+            };
+            attempt += 1;
+            if !err.is_retryable() || attempt >= ATTEMPTS {
+                return Err(err);
+            }
+            tracing::debug!(key, attempt, error = %err, "retrying download");
+            tokio::time::sleep(crate::retry::delay(attempt, Duration::from_secs(10))).await;
+        }
+    }
+}
+
+/// The MD5 the backup recorded: `md5sum` metadata, or an ETag that is a plain MD5 (single PUT).
+pub fn expected_md5(head: &Head) -> Option<String> {
+    if let Some(m) = head.meta.md5sum() {
+        return Some(m.to_ascii_lowercase());
+    }
+    head.etag
+        .as_deref()
+        .filter(|e| e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase)
+}
+
+/// Sets permission bits from `stat` and the owner as `ownership` says.
+fn set_owner_and_mode(path: &Path, stat: Option<&StatMeta>, ownership: &Ownership) -> Result<()> {
+    if let Some(s) = stat {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(s.mode & 0o7777))
+            .map_err(|e| Error::io(path, e))?;
+    }
+    let (uid, gid) = match ownership {
+        Ownership::Unchanged => return Ok(()),
+        Ownership::Set { uid, gid } => (*uid, *gid),
+        Ownership::Preserve => match stat {
+            None => return Ok(()),
+            Some(s) => (Some(preserved_uid(s)), Some(preserved_gid(s))),
+        },
+    };
+    std::os::unix::fs::chown(path, uid, gid).map_err(|e| Error::io(path, e))?;
+    // chown clears set-id bits: set the mode again.
+    if let Some(s) = stat {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(s.mode & 0o7777))
+            .map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
+}
+
+/// The owner to preserve: the stored user name if it exists here (as the Python tool), else the
+/// stored uid.
+fn preserved_uid(s: &StatMeta) -> u32 {
+    s.user
+        .as_deref()
+        .and_then(|u| nix::unistd::User::from_name(u).ok().flatten())
+        .map_or(s.uid, |u| u.uid.as_raw())
+}
+
+fn preserved_gid(s: &StatMeta) -> u32 {
+    s.group
+        .as_deref()
+        .and_then(|g| nix::unistd::Group::from_name(g).ok().flatten())
+        .map_or(s.gid, |g| g.gid.as_raw())
+}
