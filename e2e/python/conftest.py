@@ -42,3 +42,19 @@ def bucket(s3):
     name = "py-" + secrets.token_hex(8)
     s3.create_bucket(Bucket=name)
     return name
+
+
+def _target_bin(name):
+    path = os.path.join(_env("TABLESNAP_TARGET_DIR"), name)
+    assert os.access(path, os.X_OK), f"{path} is not an executable; build with cargo build"
+    return path
+
+
+@pytest.fixture(scope="session")
+def tableslurp_bin():
+    return _target_bin("tableslurp")
+
+
+@pytest.fixture(scope="session")
+def tablechop_bin():
+    return _target_bin("tablechop")
