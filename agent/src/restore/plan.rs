@@ -116,11 +116,11 @@ pub fn parse_index(key: &str, body: &[u8], dir: &str) -> Result<Vec<String>> {
 /// segments archived after it are left out except the first one, which holds the writes up to
 /// `as_of` (Cassandra's `restore_point_in_time` stops the replay there). Times are compared as
 /// instants (unix seconds from LastModified), never as strings or local times.
-pub fn commitlog_segments<'a>(
-    listed: &'a [Listed],
+pub fn commitlog_segments(
+    listed: &[Listed],
     since: Option<i64>,
     as_of: Option<i64>,
-) -> Vec<&'a Listed> {
+) -> Vec<&Listed> {
     let mut segs: Vec<&Listed> = listed
         .iter()
         .filter(|o| !is_index(&o.key))
