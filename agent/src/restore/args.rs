@@ -308,3 +308,111 @@ pub fn lookup_group(g: &str) -> Result<u32> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> SlurpArgs {
+        SlurpArgs::try_parse_from(std::iter::once("tableslurp").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// The Python tool's spellings, short and long, keep their meaning.
+    #[test]
+    fn python_spellings() {
+        let a = parse(&[
+            "-k",
+            "K",
+            "-s",
+            "S",
+            "--token",
+            "T",
+            "--aws-region",
+            "eu-west-1",
+            "-p",
+            "-o",
+            "root",
+            "-g",
+            "root",
+            "-t",
+            "7",
+            "-f",
+            "nb-1-big-Data.db",
+            "--force",
+            "-n",
+            "host1",
+            "bkt",
+            "/var/lib/cassandra/data/ks/t-1/",
+            "/restore",
+        ]);
+        assert_eq!(
+            (
+                a.aws_key.as_deref(),
+                a.aws_secret.as_deref(),
+                a.token.as_deref()
+            ),
+            (Some("K"), Some("S"), Some("T"))
+        );
+        assert_eq!(a.aws_region.as_deref(), Some("eu-west-1"));
+        assert!(a.preserve && a.force);
+        assert_eq!(
+            (a.owner.as_deref(), a.group.as_deref()),
+            (Some("root"), Some("root"))
+        );
+        assert_eq!(a.threads.get(), 7);
+        assert_eq!(a.name.as_deref(), Some("host1"));
+        let long = parse(&[
+            "--aws-key",
+            "K",
+            "--aws-secret",
+            "S",
+            "--preserve",
+            "--owner",
+            "root",
+            "--group",
+            "root",
+            "--threads",
+            "2",
+            "--file",
+            "x",
+            "--name",
+            "h",
+            "b",
+            "/o",
+            "/t",
+        ]);
+        assert_eq!(long.file.as_deref(), Some("x"));
+        let c = SlurpConfig::try_from(a).unwrap();
+        assert_eq!(c.origin, "/var/lib/cassandra/data/ks/t-1");
+        assert_eq!(c.selection, Selection::File("nb-1-big-Data.db".into()));
+        // --preserve overrides -o/-g, as in Python.
+        assert_eq!(c.ownership, Ownership::Preserve);
+        assert_eq!(c.keys.data_key(std::path::Path::new("/a")), "host1:/a");
+        let r = SlurpConfig::try_from(parse(&["-r", "-n", "h", "bkt", "/o", "/t"])).unwrap();
+        assert_eq!(r.selection, Selection::Recursive);
+        let cl = SlurpConfig::try_from(parse(&[
+            "--commitlogs",
+            "/cl/",
+            "-n",
+            "h",
+            "bkt",
+            "/o",
+            "/t",
+        ]))
+        .unwrap();
+        assert_eq!(cl.selection, Selection::Commitlogs("/cl".into()));
+        // -f, -r and --commitlogs exclude each other; -f and --as-of too.
+        for bad in [
+            &["-f", "x", "-r", "b", "/o", "/t"][..],
+            &["-r", "--commitlogs", "/c", "b", "/o", "/t"],
+            &["-f", "x", "--as-of", "0", "b", "/o", "/t"],
+        ] {
+            assert!(
+                SlurpArgs::try_parse_from(std::iter::once("tableslurp").chain(bad.iter().copied()))
+                    .is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -176,3 +176,56 @@ impl TryFrom<ChopArgs> for ChopConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Python tool's spellings keep their meaning.
+    #[test]
+    fn python_spellings() {
+        let a = ChopArgs::try_parse_from([
+            "tablechop",
+            "-d",
+            "-l",
+            "-j",
+            "16",
+            "-k",
+            "K",
+            "-s",
+            "S",
+            "-n",
+            "host1",
+            "bkt",
+            "/var/lib/cassandra/data",
+            "7",
+        ])
+        .unwrap();
+        assert!(a.debug && a.list_deletes);
+        assert_eq!(a.jobs.get(), 16);
+        assert_eq!(
+            (a.aws_key.as_deref(), a.aws_secret.as_deref()),
+            (Some("K"), Some("S"))
+        );
+        let b = ChopArgs::try_parse_from([
+            "tablechop",
+            "--debug",
+            "--list-deletes",
+            "--key",
+            "K",
+            "--secret",
+            "S",
+            "--name",
+            "h",
+            "b",
+            "/p",
+            "3",
+        ])
+        .unwrap();
+        assert!(b.debug && b.list_deletes);
+        let c = ChopConfig::try_from(a).unwrap();
+        assert_eq!(c.list_prefix, "host1:/var/lib/cassandra/data/");
+        assert_eq!((c.rule.age, c.rule.grace), (7 * 86_400, 86_400));
+        assert!(c.dry_run);
+    }
+}
