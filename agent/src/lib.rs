@@ -5,6 +5,7 @@
 //! and after overflows; [`agent`] wires the stages and shuts them down in order.
 
 pub mod agent;
+pub mod cassandra;
 pub mod classify;
 pub mod cli;
 pub mod config;
@@ -17,8 +18,11 @@ pub mod logging;
 pub mod meta;
 pub mod metrics;
 pub mod queue;
+pub mod ready;
 pub mod retry;
 pub mod scan;
+pub mod sstable;
+pub mod stage;
 pub mod store;
 pub mod upload;
 pub mod watch;
