@@ -1,7 +1,7 @@
 //! Wires the stages together: watch → classify → queue → upload → index → cleanup, plus the
 //! startup scan, retries, and a staged shutdown.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,15 +10,19 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::classify::{Action, classify};
+use crate::cli::Mode;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::index::IndexMsg;
 use crate::key::wants_index;
 use crate::metrics::Stats;
-use crate::queue::{self, Queue, Shipped};
+use crate::queue::{self, Queue, Shipped, Work};
 use crate::store::{Store, StoreOptions};
 use crate::upload::{self, Shipment};
 use crate::watch::{WatchEvent, Watcher};
+
+/// Name of the default staging directory inside each watched path (cassandra mode).
+pub const STAGING_NAME: &str = ".tablesnap-staging";
 
 /// What every stage shares.
 #[derive(Debug)]
@@ -35,17 +39,66 @@ pub struct Ctx {
     pub index_tx: mpsc::Sender<IndexMsg>,
     /// Counters.
     pub stats: Stats,
-    /// Failed attempts per file still to be retried.
-    retrying: Mutex<HashMap<PathBuf, u32>>,
-    /// Files seen but not yet shipped, with the unix time they were first seen.
-    outstanding: Mutex<HashMap<PathBuf, i64>>,
+    /// Failed attempts per unit of work still to be retried.
+    retrying: Mutex<HashMap<Work, u32>>,
+    /// Work seen but not yet done, with the unix time it was first seen.
+    outstanding: Mutex<HashMap<Work, i64>>,
+    /// One lock per directory, so that two jobs never ship the same directory at once.
+    dir_locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    /// Directories whose objects were listed once (cassandra mode).
+    visited: Mutex<HashSet<PathBuf>>,
+    /// Staging directory of each watched root (cassandra mode).
+    staging: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Ctx {
     /// Queues `path` for shipping and remembers since when it waits.
     pub async fn enqueue(&self, path: PathBuf) {
-        self.outstanding.lock().expect("poisoned").entry(path.clone()).or_insert_with(crate::metrics::now);
-        self.queue.push(path).await;
+        self.enqueue_work(Work::File(path)).await;
+    }
+
+    /// Queues `work` and remembers since when it waits.
+    pub async fn enqueue_work(&self, work: Work) {
+        self.outstanding
+            .lock()
+            .expect("poisoned")
+            .entry(work.clone())
+            .or_insert_with(crate::metrics::now);
+        self.queue.push(work).await;
+    }
+
+    /// The lock of directory `dir`.
+    pub fn dir_lock(&self, dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        self.dir_locks
+            .lock()
+            .expect("poisoned")
+            .entry(dir.to_path_buf())
+            .or_default()
+            .clone()
+    }
+
+    /// True the first time it is asked about `dir`.
+    pub fn first_visit(&self, dir: &Path) -> bool {
+        self.visited
+            .lock()
+            .expect("poisoned")
+            .insert(dir.to_path_buf())
+    }
+
+    /// Undoes [`Ctx::first_visit`] (the listing failed).
+    pub fn forget_visit(&self, dir: &Path) {
+        self.visited.lock().expect("poisoned").remove(dir);
+    }
+
+    /// The staging directory for files below `dir`.
+    pub fn staging_for(&self, dir: &Path) -> PathBuf {
+        self.staging
+            .iter()
+            .filter(|(root, _)| dir.starts_with(root))
+            .max_by_key(|(root, _)| root.as_os_str().len())
+            .or(self.staging.first())
+            .map(|(_, s)| s.clone())
+            .expect("at least one watched path")
     }
 
     /// Number of files seen and not yet shipped.
@@ -55,18 +108,27 @@ impl Ctx {
 
     /// When the oldest file not yet shipped was first seen.
     pub fn oldest_outstanding(&self) -> Option<i64> {
-        self.outstanding.lock().expect("poisoned").values().min().copied()
+        self.outstanding
+            .lock()
+            .expect("poisoned")
+            .values()
+            .min()
+            .copied()
     }
 
-    /// Forgets a file that needs no more work (shipped, vanished, not a file).
-    fn settled(&self, path: &Path) {
-        self.outstanding.lock().expect("poisoned").remove(path);
-        self.retrying.lock().expect("poisoned").remove(path);
+    /// Forgets work that needs nothing more (shipped, vanished, not a file).
+    fn settled(&self, work: &Work) {
+        self.outstanding.lock().expect("poisoned").remove(work);
+        self.retrying.lock().expect("poisoned").remove(work);
     }
 
     /// Directories the agent never ships from or watches (its own staging).
     pub fn skip_dirs(&self) -> Vec<PathBuf> {
-        self.cfg.staging_dir.iter().cloned().collect()
+        self.staging.iter().map(|(_, s)| s.clone()).collect()
+    }
+
+    fn cassandra(&self) -> bool {
+        self.cfg.mode == Mode::Cassandra
     }
 }
 
@@ -79,9 +141,40 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
     };
     let store = Store::open(&cfg.store, opts).await?;
 
+    // Staging (cassandra mode): beside the data of each watched path unless given; what a
+    // previous run left there is removed.
+    let staging: Vec<(PathBuf, PathBuf)> = cfg
+        .paths
+        .iter()
+        .map(|root| {
+            (
+                root.clone(),
+                cfg.staging_dir
+                    .clone()
+                    .unwrap_or_else(|| root.join(STAGING_NAME)),
+            )
+        })
+        .collect();
+    if cfg.mode == Mode::Cassandra {
+        for (_, s) in &staging {
+            match crate::stage::clean(s) {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(staging = %s.display(), entries = n, "removed staging left by an earlier run")
+                }
+                Err(e) => {
+                    return Err(Error::InvalidConfig(format!(
+                        "--staging-dir {:?}: cannot clean it ({e})",
+                        s.display().to_string()
+                    )));
+                }
+            }
+        }
+    }
+
     // Watches first: while we wait for the store, the kernel keeps the events.
     let mut watcher = Watcher::new()?;
-    let skip: Vec<PathBuf> = cfg.staging_dir.iter().cloned().collect();
+    let skip: Vec<PathBuf> = staging.iter().map(|(_, s)| s.clone()).collect();
     let mut watched = Vec::new();
     for root in &cfg.paths {
         watched.push((root, watcher.add_tree(root, cfg.recursive, &skip)?.len()));
@@ -104,6 +197,9 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
         stats: Stats::default(),
         retrying: Mutex::default(),
         outstanding: Mutex::default(),
+        dir_locks: Mutex::default(),
+        visited: Mutex::default(),
+        staging,
     });
     ctx.stats.beat_event_loop();
     ctx.stats.beat_uploader();
@@ -151,7 +247,7 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
             tracing::info!(requests = %ctx.store.requests(), "all uploads finished");
         }
         _ = tokio::time::sleep(timeout) => {
-            let left = ctx.queue.len() + ctx.retrying.lock().expect("poisoned").len();
+            let left = ctx.outstanding_len();
             tracing::warn!(left, "grace period over; files not shipped are shipped at the next start with -B");
         }
         _ = signals.recv() => {
@@ -199,16 +295,14 @@ async fn on_event(ctx: &Arc<Ctx>, watcher: &mut Watcher, ev: WatchEvent) {
             if ctx.skip_dirs().iter().any(|s| path.starts_with(s)) {
                 return;
             }
-            match classify(
-                what,
-                is_dir,
-                &path,
-                &cfg.listen_events,
-                &cfg.filter,
-                cfg.auto_add,
-            ) {
-                Action::Ship => ctx.enqueue(path).await,
-                Action::WatchDir => match watcher.add_tree(&path, true, &ctx.skip_dirs()) {
+            if is_dir
+                && cfg.auto_add
+                && matches!(
+                    what,
+                    crate::classify::Happened::Created | crate::classify::Happened::MovedTo
+                )
+            {
+                match watcher.add_tree(&path, true, &ctx.skip_dirs()) {
                     Ok(dirs) => {
                         tracing::info!(path = %path.display(), directories = dirs.len(), "watching new directory");
                         // Files can land before the watch exists: look at what is already there.
@@ -218,8 +312,27 @@ async fn on_event(ctx: &Arc<Ctx>, watcher: &mut Watcher, ev: WatchEvent) {
                     Err(e) => {
                         tracing::warn!(path = %path.display(), error = %e, "cannot watch new directory")
                     }
-                },
-                Action::Ignore => {}
+                }
+                return;
+            }
+            if ctx.cassandra() {
+                if !is_dir {
+                    if let Some(work) = crate::cassandra::work_for(&path, false) {
+                        ctx.enqueue_work(work).await;
+                    }
+                }
+                return;
+            }
+            if classify(
+                what,
+                is_dir,
+                &path,
+                &cfg.listen_events,
+                &cfg.filter,
+                cfg.auto_add,
+            ) == Action::Ship
+            {
+                ctx.enqueue(path).await;
             }
         }
     }
@@ -229,6 +342,17 @@ async fn on_event(ctx: &Arc<Ctx>, watcher: &mut Watcher, ev: WatchEvent) {
 async fn ship_existing(ctx: &Arc<Ctx>, dir: &Path) {
     let d = dir.to_path_buf();
     let skip = ctx.skip_dirs();
+    if ctx.cassandra() {
+        let dirs = tokio::task::spawn_blocking(move || crate::scan::dirs(&d, true, &skip))
+            .await
+            .unwrap_or_default();
+        for dir in dirs {
+            if let Some(work) = crate::cassandra::work_for(&dir, true) {
+                ctx.enqueue_work(work).await;
+            }
+        }
+        return;
+    }
     let files = tokio::task::spawn_blocking(move || crate::scan::walk(&d, true, &skip))
         .await
         .unwrap_or_default();
@@ -245,7 +369,12 @@ async fn rescan(ctx: &Arc<Ctx>, why: &'static str) {
         let mut attempt = 0;
         loop {
             let started = std::time::Instant::now();
-            match crate::scan::reconcile(ctx, root, ctx.cfg.recursive).await {
+            let result = if ctx.cassandra() {
+                crate::scan::reconcile_dirs(ctx, root, ctx.cfg.recursive).await
+            } else {
+                crate::scan::reconcile(ctx, root, ctx.cfg.recursive).await
+            };
+            match result {
                 Ok(s) => {
                     tracing::info!(
                         why,
@@ -257,6 +386,10 @@ async fn rescan(ctx: &Arc<Ctx>, why: &'static str) {
                         seconds = started.elapsed().as_secs_f64(),
                         "scan finished"
                     );
+                    ctx.stats
+                        .scan_millis
+                        .get_or_create(&crate::metrics::WhyLabel { why })
+                        .set(started.elapsed().as_millis() as i64);
                     break;
                 }
                 Err(e) => {
@@ -271,7 +404,7 @@ async fn rescan(ctx: &Arc<Ctx>, why: &'static str) {
 }
 
 /// Takes queued files and ships up to `threads` at once; after `stop`, drains what is queued.
-async fn dispatch(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<PathBuf>, mut stop: watch::Receiver<bool>) {
+async fn dispatch(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Work>, mut stop: watch::Receiver<bool>) {
     let limit = Arc::new(Semaphore::new(ctx.cfg.threads));
     let mut tasks = JoinSet::new();
     let mut beat = tokio::time::interval(Duration::from_secs(5));
@@ -288,11 +421,14 @@ async fn dispatch(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<PathBuf>, mut stop: watc
             biased;
             _ = stop.changed() => break,
             _ = beat.tick() => continue,
-            Some(path) = rx.recv() => path,
+            Some(work) = rx.recv() => work,
         };
         ctx.queue.taken(&path);
         let c = ctx.clone();
-        tasks.spawn(async move { job(&c, path).await; drop(permit) });
+        tasks.spawn(async move {
+            job(&c, path).await;
+            drop(permit)
+        });
         while tasks.try_join_next().is_some() {}
     }
     loop {
@@ -311,51 +447,60 @@ async fn dispatch(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<PathBuf>, mut stop: watc
     }
 }
 
-/// Ships one file and routes the outcome: index, cleanup, or a later retry.
-async fn job(ctx: &Arc<Ctx>, path: PathBuf) {
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    match upload::ship(ctx, &path).await {
-        Ok(Shipment::Uploaded {
-            key,
-            bytes,
-            written,
-        }) => {
-            ctx.stats.shipped(bytes);
-            ctx.settled(&path);
-            tracing::info!(key, bytes, ?written, "uploaded");
-            let _ = ctx.index_tx.send(IndexMsg::Shipped(dir)).await;
-            if ctx.cfg.with_index && wants_index(&path) {
-                // The index writer deletes it (--delete-on-backup) once the index is written.
-                let _ = ctx.index_tx.send(IndexMsg::Want(path)).await;
-            } else if ctx.cfg.delete_on_backup {
-                upload::delete_local(ctx, path).await;
-            }
-        }
-        Ok(Shipment::AlreadyThere | Shipment::NotAFile) => ctx.settled(&path),
-        Ok(Shipment::Changed) => {}
+/// Does one unit of work and routes the outcome: index, cleanup, or a later retry.
+async fn job(ctx: &Arc<Ctx>, work: Work) {
+    let result = match &work {
+        Work::File(path) => ship_file(ctx, path).await,
+        Work::Dir(dir) => crate::cassandra::ship_dir(ctx, dir).await.map(|_| ()),
+    };
+    match result {
+        Ok(()) => ctx.settled(&work),
         Err(Error::Vanished(p)) => {
-            ctx.settled(&path);
+            ctx.settled(&work);
             tracing::info!(path = %p.display(), "file vanished before it was shipped; dropped");
         }
         Err(e) => {
             ctx.stats.failed(e.reason());
             let attempt = {
                 let mut r = ctx.retrying.lock().expect("poisoned");
-                let n = r.entry(path.clone()).or_insert(0);
+                let n = r.entry(work.clone()).or_insert(0);
                 *n += 1;
                 *n
             };
             let delay = crate::retry::delay(attempt - 1, crate::retry::CAP);
+            let path = work.path().display().to_string();
             if e.is_retryable() {
-                tracing::warn!(path = %path.display(), error = %e, attempt, retry_in = ?delay, "upload failed; will retry");
+                tracing::warn!(path, error = %e, attempt, retry_in = ?delay, "upload failed; will retry");
             } else {
-                tracing::error!(path = %path.display(), error = %e, reason = e.reason(), attempt, retry_in = ?delay, "upload failed; will retry");
+                tracing::error!(path, error = %e, reason = e.reason(), attempt, retry_in = ?delay, "upload failed; will retry");
             }
             let c = ctx.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                c.enqueue(path).await;
+                c.enqueue_work(work).await;
             });
         }
     }
+}
+
+/// Ships one file (generic mode), then asks for its index or deletes it.
+async fn ship_file(ctx: &Arc<Ctx>, path: &Path) -> Result<()> {
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    if let Shipment::Uploaded {
+        key,
+        bytes,
+        written,
+    } = upload::ship(ctx, path).await?
+    {
+        ctx.stats.shipped(bytes);
+        tracing::info!(key, bytes, ?written, "uploaded");
+        let _ = ctx.index_tx.send(IndexMsg::Shipped(dir)).await;
+        if ctx.cfg.with_index && wants_index(path) {
+            // The index writer deletes it (--delete-on-backup) once the index is written.
+            let _ = ctx.index_tx.send(IndexMsg::Want(path.to_path_buf())).await;
+        } else if ctx.cfg.delete_on_backup {
+            upload::delete_local(ctx, path.to_path_buf()).await;
+        }
+    }
+    Ok(())
 }

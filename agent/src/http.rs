@@ -55,7 +55,8 @@ async fn metrics(State(s): State<Arc<Served>>) -> impl IntoResponse {
     let ctx = &s.ctx;
     let st = &ctx.stats;
     st.queue_depth.set(ctx.outstanding_len() as i64);
-    st.oldest_unshipped.set(ctx.oldest_outstanding().map_or(0, |t| (now() - t).max(0)));
+    st.oldest_unshipped
+        .set(ctx.oldest_outstanding().map_or(0, |t| (now() - t).max(0)));
     let req = ctx.store.requests();
     for (kind, name) in [
         (RequestKind::List, "list"),
@@ -64,14 +65,20 @@ async fn metrics(State(s): State<Arc<Served>>) -> impl IntoResponse {
         (RequestKind::Get, "get"),
         (RequestKind::Delete, "delete"),
     ] {
-        st.requests.get_or_create(&KindLabel { kind: name }).set(req.get(kind) as i64);
+        st.requests
+            .get_or_create(&KindLabel { kind: name })
+            .set(req.get(kind) as i64);
     }
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &s.registry) {
-        Ok(()) => {
-            ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
-                .into_response()
-        }
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }

@@ -171,20 +171,14 @@ async fn settle(
             if name.contains('/') {
                 continue;
             }
-            ctx.shipped.insert(
-                dir.join(name),
-                Version {
-                    size: o.size,
-                    mtime: None,
-                },
-            );
+            ctx.shipped.insert_listed(dir.join(name), o.size, o.etag);
         }
         miss = missing(dir, &entries, |p, v| ctx.shipped.has(p, v));
     }
     if !miss.is_empty() {
         tracing::debug!(dir = %dir.display(), missing = miss.len(), "index waits for files");
         for p in miss {
-            if !ctx.queue.contains(&p) {
+            if !ctx.queue.contains(&crate::queue::Work::File(p.clone())) {
                 let ctx = ctx.clone();
                 tokio::spawn(async move { ctx.enqueue(p).await });
             }

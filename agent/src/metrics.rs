@@ -61,7 +61,10 @@ pub struct Stats {
 
 /// Seconds since the epoch.
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl Stats {
@@ -103,23 +106,55 @@ impl Stats {
     /// Registers every metric under the `tablesnap` prefix.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("tablesnap");
-        r.register("files_shipped", "Files uploaded", self.files_shipped.clone());
-        r.register("bytes_shipped", "Bytes uploaded", self.bytes_shipped.clone());
-        r.register("indexes_written", "Directory indexes written", self.indexes.clone());
-        r.register("upload_failures", "Failed upload attempts by reason", self.failures.clone());
-        r.register("inotify_overflows", "inotify event queue overflows", self.overflows.clone());
+        r.register(
+            "files_shipped",
+            "Files uploaded",
+            self.files_shipped.clone(),
+        );
+        r.register(
+            "bytes_shipped",
+            "Bytes uploaded",
+            self.bytes_shipped.clone(),
+        );
+        r.register(
+            "indexes_written",
+            "Directory indexes written",
+            self.indexes.clone(),
+        );
+        r.register(
+            "upload_failures",
+            "Failed upload attempts by reason",
+            self.failures.clone(),
+        );
+        r.register(
+            "inotify_overflows",
+            "inotify event queue overflows",
+            self.overflows.clone(),
+        );
         r.register(
             "last_success_timestamp_seconds",
             "Unix time of the last successful upload",
             self.last_success.clone(),
         );
-        r.register("queue_depth", "Files waiting to be shipped or retried", self.queue_depth.clone());
+        r.register(
+            "queue_depth",
+            "Files waiting to be shipped or retried",
+            self.queue_depth.clone(),
+        );
         r.register(
             "oldest_unshipped_seconds",
             "Age of the oldest file not yet shipped: the recovery point",
             self.oldest_unshipped.clone(),
         );
-        r.register("scan_duration_milliseconds", "Duration of the last scan by trigger", self.scan_millis.clone());
-        r.register("storage_requests", "Storage requests made, by kind", self.requests.clone());
+        r.register(
+            "scan_duration_milliseconds",
+            "Duration of the last scan by trigger",
+            self.scan_millis.clone(),
+        );
+        r.register(
+            "storage_requests",
+            "Storage requests made, by kind",
+            self.requests.clone(),
+        );
     }
 }

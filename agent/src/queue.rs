@@ -12,17 +12,41 @@ use tokio::sync::mpsc;
 /// repaired by a rescan).
 pub const CAPACITY: usize = 4096;
 
-/// A bounded queue of paths to ship, holding each path at most once.
+/// A unit of work for the uploader.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Work {
+    /// Ship this file (generic mode).
+    File(PathBuf),
+    /// Look at this directory and ship what is ready in it (cassandra mode).
+    Dir(PathBuf),
+}
+
+impl Work {
+    /// The path the work is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            Work::File(p) | Work::Dir(p) => p,
+        }
+    }
+}
+
+impl From<PathBuf> for Work {
+    fn from(p: PathBuf) -> Self {
+        Work::File(p)
+    }
+}
+
+/// A bounded queue of work, holding each unit at most once.
 #[derive(Debug)]
 pub struct Queue {
-    tx: mpsc::Sender<PathBuf>,
-    pending: Mutex<HashSet<PathBuf>>,
+    tx: mpsc::Sender<Work>,
+    pending: Mutex<HashSet<Work>>,
     closed: AtomicBool,
 }
 
 impl Queue {
     /// A queue and the receiving end for the dispatcher.
-    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<PathBuf>) {
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Work>) {
         let (tx, rx) = mpsc::channel(capacity);
         (
             Self {
@@ -34,20 +58,21 @@ impl Queue {
         )
     }
 
-    /// Queues `path` unless it is already waiting; waits for room.
-    pub async fn push(&self, path: PathBuf) {
+    /// Queues `work` unless it is already waiting; waits for room.
+    pub async fn push(&self, work: impl Into<Work>) {
         if self.closed.load(Ordering::Relaxed) {
             return;
         }
-        if self.pending.lock().expect("poisoned").insert(path.clone()) {
+        let work = work.into();
+        if self.pending.lock().expect("poisoned").insert(work.clone()) {
             // The receiver lives as long as the agent; a send error means we are shutting down.
-            let _ = self.tx.send(path).await;
+            let _ = self.tx.send(work).await;
         }
     }
 
-    /// Marks `path` as taken by a worker, so that a later event queues it again.
-    pub fn taken(&self, path: &Path) {
-        self.pending.lock().expect("poisoned").remove(path);
+    /// Marks `work` as taken by a worker, so that a later event queues it again.
+    pub fn taken(&self, work: &Work) {
+        self.pending.lock().expect("poisoned").remove(work);
     }
 
     /// Paths waiting.
@@ -60,9 +85,9 @@ impl Queue {
         self.len() == 0
     }
 
-    /// Whether `path` waits.
-    pub fn contains(&self, path: &Path) -> bool {
-        self.pending.lock().expect("poisoned").contains(path)
+    /// Whether `work` waits.
+    pub fn contains(&self, work: &Work) -> bool {
+        self.pending.lock().expect("poisoned").contains(work)
     }
 
     /// Refuses new work (shutdown).
@@ -96,23 +121,68 @@ impl Version {
     }
 }
 
-/// What is known to be in the bucket, by local path.
+/// What is known to be in the bucket, by local path: the version shipped, and the object's ETag
+/// when it was found by listing.
 #[derive(Debug, Default)]
-pub struct Shipped(Mutex<HashMap<PathBuf, Version>>);
+pub struct Shipped(Mutex<HashMap<PathBuf, (Version, Option<String>)>>);
 
 impl Shipped {
-    /// Records that `path` at `v` is in the bucket.
+    /// Records that `path` at `v` is in the bucket (we uploaded it).
     pub fn insert(&self, path: PathBuf, v: Version) {
-        self.0.lock().expect("poisoned").insert(path, v);
+        self.0.lock().expect("poisoned").insert(path, (v, None));
     }
 
-    /// Whether `path` at `disk` is in the bucket.
+    /// Records an object found by listing: known by size (and ETag) only. An exact record of our
+    /// own is not replaced.
+    pub fn insert_listed(&self, path: PathBuf, size: u64, etag: Option<String>) {
+        let mut m = self.0.lock().expect("poisoned");
+        match m.get(&path) {
+            Some((v, _)) if v.mtime.is_some() && v.size == size => {}
+            _ => {
+                m.insert(path, (Version { size, mtime: None }, etag));
+            }
+        }
+    }
+
+    /// Whether `path` at `disk` is in the bucket, by the Python rule (same size is enough for an
+    /// object found by listing).
     pub fn has(&self, path: &Path, disk: &Version) -> bool {
         self.0
             .lock()
             .expect("poisoned")
             .get(path)
-            .is_some_and(|v| v.matches(disk))
+            .is_some_and(|(v, _)| v.matches(disk))
+    }
+
+    /// Whether exactly this version of `path` was shipped by us.
+    pub fn has_exact(&self, path: &Path, disk: &Version) -> bool {
+        self.0
+            .lock()
+            .expect("poisoned")
+            .get(path)
+            .is_some_and(|(v, _)| v == disk)
+    }
+
+    /// The listed object's ETag, when `path` is known by listing only and has `size`.
+    pub fn listed_etag(&self, path: &Path, size: u64) -> Option<String> {
+        match self.0.lock().expect("poisoned").get(path) {
+            Some((v, Some(etag))) if v.mtime.is_none() && v.size == size => Some(etag.clone()),
+            _ => None,
+        }
+    }
+
+    /// Names of the files of `dir` (directly in it) known to be in the bucket.
+    pub fn names_in(&self, dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .0
+            .lock()
+            .expect("poisoned")
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        v.sort();
+        v
     }
 
     /// Forgets `path` (deleted locally).
@@ -138,18 +208,39 @@ mod tests {
     #[tokio::test]
     async fn a_path_waits_once() {
         let (q, mut rx) = Queue::new(8);
-        q.push("/a".into()).await;
-        q.push("/a".into()).await;
-        q.push("/b".into()).await;
+        q.push(PathBuf::from("/a")).await;
+        q.push(PathBuf::from("/a")).await;
+        q.push(PathBuf::from("/b")).await;
         assert_eq!(q.len(), 2);
-        assert_eq!(rx.recv().await.unwrap(), PathBuf::from("/a"));
-        q.taken(Path::new("/a"));
-        q.push("/a".into()).await; // a new event while /a uploads queues it again
-        assert_eq!(rx.recv().await.unwrap(), PathBuf::from("/b"));
-        assert_eq!(rx.recv().await.unwrap(), PathBuf::from("/a"));
+        assert_eq!(rx.recv().await.unwrap(), Work::File("/a".into()));
+        q.taken(&Work::File("/a".into()));
+        q.push(PathBuf::from("/a")).await; // a new event while /a uploads queues it again
+        assert_eq!(rx.recv().await.unwrap(), Work::File("/b".into()));
+        assert_eq!(rx.recv().await.unwrap(), Work::File("/a".into()));
+        q.push(Work::Dir("/a".into())).await; // another kind of work on the same path
+        assert_eq!(rx.recv().await.unwrap(), Work::Dir("/a".into()));
         q.close();
-        q.push("/c".into()).await;
+        q.push(PathBuf::from("/c")).await;
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn listed_objects_match_by_size_but_not_exactly() {
+        let s = Shipped::default();
+        let disk = Version {
+            size: 3,
+            mtime: Some((1, 2)),
+        };
+        s.insert_listed("/d/a".into(), 3, Some("etag".into()));
+        assert!(s.has(Path::new("/d/a"), &disk));
+        assert!(!s.has_exact(Path::new("/d/a"), &disk));
+        assert_eq!(s.listed_etag(Path::new("/d/a"), 3).as_deref(), Some("etag"));
+        s.insert("/d/a".into(), disk);
+        assert!(s.has_exact(Path::new("/d/a"), &disk));
+        s.insert_listed("/d/a".into(), 3, None); // our exact record stays
+        assert!(s.has_exact(Path::new("/d/a"), &disk));
+        s.insert("/d/sub/b".into(), disk);
+        assert_eq!(s.names_in(Path::new("/d")), vec!["a"]);
     }
 
     #[test]

@@ -53,6 +53,60 @@ pub fn walk(root: &Path, recursive: bool, skip: &[PathBuf]) -> Vec<(PathBuf, Ver
     out
 }
 
+/// The directories below `root` (itself included; only itself unless `recursive`), skipping `skip`.
+pub fn dirs(root: &Path, recursive: bool, skip: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    let mut todo = vec![root.to_path_buf()];
+    while recursive && let Some(dir) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) && !skip.contains(&p) {
+                out.push(p.clone());
+                todo.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Cassandra mode: learns what the bucket holds below `root` (one LIST of its prefix), then
+/// queues every directory, whose job ships what is complete and missing.
+pub async fn reconcile_dirs(ctx: &Arc<Ctx>, root: &Path, recursive: bool) -> Result<ScanStats> {
+    let prefix = ctx.cfg.keys.dir_prefix(root);
+    let lists_before = ctx.store.requests().get(RequestKind::List);
+    let listed = ctx.store.list(&prefix).await?;
+    let mut stats = ScanStats {
+        list_requests: ctx.store.requests().get(RequestKind::List) - lists_before,
+        ..ScanStats::default()
+    };
+    for o in listed {
+        if o.key.ends_with(INDEX_SUFFIX) {
+            continue;
+        }
+        if let Some(path) = ctx.cfg.keys.path_of(&o.key) {
+            ctx.shipped.insert_listed(path, o.size, o.etag);
+            stats.present += 1;
+        }
+    }
+    let (r, skip) = (root.to_path_buf(), ctx.skip_dirs());
+    let dirs = tokio::task::spawn_blocking(move || dirs(&r, recursive, &skip))
+        .await
+        .expect("walk panicked");
+    for d in dirs {
+        // The listing above covers every directory below the root.
+        ctx.first_visit(&d);
+        if let Some(work) = crate::cassandra::work_for(&d, true) {
+            stats.queued += 1;
+            ctx.enqueue_work(work).await;
+        }
+    }
+    Ok(stats)
+}
+
 /// Compares one watched root with the bucket and queues what is missing or different.
 pub async fn reconcile(ctx: &Arc<Ctx>, root: &Path, recursive: bool) -> Result<ScanStats> {
     let r = root.to_path_buf();

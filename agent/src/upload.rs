@@ -39,7 +39,7 @@ pub enum Shipment {
     Changed,
 }
 
-/// Ships the file at `path`.
+/// Ships the file at `path` (generic mode).
 pub async fn ship(ctx: &Arc<Ctx>, path: &Path) -> Result<Shipment> {
     let disk = tokio::fs::symlink_metadata(path)
         .await
@@ -47,13 +47,53 @@ pub async fn ship(ctx: &Arc<Ctx>, path: &Path) -> Result<Shipment> {
     if !disk.is_file() {
         return Ok(Shipment::NotAFile);
     }
-    let before = Version::of(&disk);
-    if ctx.shipped.has(path, &before) {
+    // Only our own record of this exact version counts: an event means the file may have new
+    // content even when its size is the same (Statistics.db rewritten).
+    if ctx.shipped.has_exact(path, &Version::of(&disk)) {
         return Ok(Shipment::AlreadyThere);
     }
     let key = ctx.cfg.keys.data_key(path);
+    match send(ctx, &key, path).await? {
+        Sent::Done {
+            version,
+            bytes,
+            written,
+        } => {
+            ctx.shipped.insert(path.to_path_buf(), version);
+            Ok(Shipment::Uploaded {
+                key,
+                bytes,
+                written,
+            })
+        }
+        Sent::Changed => {
+            ctx.enqueue(path.to_path_buf()).await;
+            Ok(Shipment::Changed)
+        }
+    }
+}
 
-    let p = path.to_path_buf();
+/// The result of [`send`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// The object holds `version` of the file.
+    Done {
+        /// The version read and sent.
+        version: Version,
+        /// Bytes sent.
+        bytes: u64,
+        /// How.
+        written: Written,
+    },
+    /// The file changed while it was read or sent: the object may not match it.
+    Changed,
+}
+
+/// Uploads the file read from `read` under `key`: one read for the MD5 (small files are sent
+/// from that same read), then the upload with `stat` and `md5sum` metadata, then a check that the
+/// file did not change meanwhile.
+pub async fn send(ctx: &Ctx, key: &str, read: &Path) -> Result<Sent> {
+    let p = read.to_path_buf();
     let (md5, kept, meta) = tokio::task::spawn_blocking(move || -> Result<_> {
         let mut f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
         let meta = f.metadata().map_err(|e| Error::io(&p, e))?;
@@ -70,26 +110,22 @@ pub async fn ship(ctx: &Arc<Ctx>, path: &Path) -> Result<Shipment> {
     let src = match kept {
         Some(b) => Source::Memory(Bytes::from(b)),
         None => Source::File {
-            path: path.to_path_buf(),
+            path: read.to_path_buf(),
             len,
         },
     };
     let written = ctx
         .store
-        .put(&key, src, &ObjectMeta::for_file(&meta, &md5), Some(&md5))
+        .put(key, src, &ObjectMeta::for_file(&meta, &md5), Some(&md5))
         .await?;
-
-    // The object must be the file as it is now: if it changed while we read it, go again.
-    let after = tokio::fs::symlink_metadata(path)
+    let after = tokio::fs::metadata(read)
         .await
-        .map_err(|e| Error::io(path, e))?;
+        .map_err(|e| Error::io(read, e))?;
     if Version::of(&after) != hashed {
-        ctx.enqueue(path.to_path_buf()).await;
-        return Ok(Shipment::Changed);
+        return Ok(Sent::Changed);
     }
-    ctx.shipped.insert(path.to_path_buf(), hashed);
-    Ok(Shipment::Uploaded {
-        key,
+    Ok(Sent::Done {
+        version: hashed,
         bytes: len,
         written,
     })

@@ -458,16 +458,27 @@ use futures::StreamExt;
 fn http_get(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
 async fn health_and_metrics_endpoint(b: Backend) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let addr = format!("127.0.0.1:{port}");
     let d = tempfile::tempdir().unwrap();
     let agent = Agent::start(&b, &["--http-listen", &addr], &[d.path()]);
@@ -487,7 +498,10 @@ async fn health_and_metrics_endpoint(b: Backend) {
     ] {
         assert!(m.lines().any(|l| l == line), "{line:?} missing from:\n{m}");
     }
-    assert!(m.contains("tablesnap_storage_requests{kind=\"put\"} 2"), "{m}");
+    assert!(
+        m.contains("tablesnap_storage_requests{kind=\"put\"} 2"),
+        "{m}"
+    );
     assert!(!m.contains("m-Data.db"), "no per-file labels");
     agent.stop();
 }

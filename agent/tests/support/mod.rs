@@ -2,6 +2,8 @@
 //! and waiting for conditions with a deadline (never a fixed sleep).
 #![allow(dead_code)]
 
+pub mod sim;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -1,0 +1,409 @@
+//! Cassandra mode: ship whole SSTables once complete and committed, pinned while they upload, then
+//! the directory's index naming exactly the live SSTables' files, all of them already in the
+//! bucket with their current content. Also `backups/` (incremental backups, cumulative index,
+//! drained with --delete-on-backup) and `snapshots/<tag>/` (one set once manifest.json is written).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::agent::Ctx;
+use crate::error::{Error, Result};
+use crate::meta::ObjectMeta;
+use crate::queue::{Version, Work};
+use crate::ready::{DirKind, DirState, SSTable, complete, dir_kind};
+use crate::sstable::{Name, parse_name, parse_toc, parse_txn};
+use crate::stage::{Pin, pin};
+use crate::store::Source;
+use crate::upload::{Sent, send};
+
+/// How long a snapshot waits for its schema.cql after manifest.json.
+const SCHEMA_WAIT: Duration = Duration::from_secs(5);
+
+/// What a directory job did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Shipped {
+    /// Files uploaded.
+    pub files: usize,
+    /// Bytes uploaded.
+    pub bytes: u64,
+    /// Indexes written.
+    pub indexes: usize,
+}
+
+/// The work an event in `dir` calls for, or `None` for a name the agent ignores.
+pub fn work_for(path: &Path, is_dir: bool) -> Option<Work> {
+    if is_dir {
+        return Some(Work::Dir(path.to_path_buf()));
+    }
+    let dir = path.parent()?;
+    let name = path.file_name()?.to_string_lossy();
+    match dir_kind(dir) {
+        DirKind::Snapshot(tag) => Some(Work::Dir(tag)),
+        _ => match parse_name(&name) {
+            Name::Component { .. } | Name::TxnLog => Some(Work::Dir(dir.to_path_buf())),
+            Name::Temporary | Name::Other => None,
+        },
+    }
+}
+
+/// Ships what is ready in `dir`.
+pub async fn ship_dir(ctx: &Arc<Ctx>, dir: &Path) -> Result<Shipped> {
+    let lock = ctx.dir_lock(dir);
+    let _guard = lock.lock().await;
+    match dir_kind(dir) {
+        DirKind::Snapshot(tag) => ship_snapshot(ctx, &tag).await,
+        kind => ship_sstables(ctx, dir, kind == DirKind::Backups).await,
+    }
+}
+
+/// Reads names, TOCs and transaction logs of `dir`.
+fn read_state(dir: &Path) -> std::io::Result<DirState> {
+    let mut st = DirState::default();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(st),
+        Err(e) => return Err(e),
+    };
+    for e in rd {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => continue,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
+        };
+        match parse_name(&name) {
+            Name::Component {
+                prefix, component, ..
+            } => {
+                if component == "TOC.txt" {
+                    match std::fs::read_to_string(&path) {
+                        Ok(t) => {
+                            st.tocs.insert(prefix, parse_toc(&t));
+                        }
+                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(err) => return Err(err),
+                    }
+                }
+                st.files.insert(name, Version::of(&meta));
+            }
+            Name::TxnLog => match std::fs::read_to_string(&path) {
+                Ok(t) => st.txns.push(parse_txn(&t)),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err),
+            },
+            Name::Temporary | Name::Other => {}
+        }
+    }
+    Ok(st)
+}
+
+async fn state(dir: &Path) -> Result<DirState> {
+    let d = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || read_state(&d))
+        .await
+        .expect("read_state panicked")
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// Files of `names` in `dir` that the bucket does not hold at their current version.
+async fn unshipped(
+    ctx: &Arc<Ctx>,
+    dir: &Path,
+    st: &DirState,
+    names: &[String],
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for n in names {
+        let path = dir.join(n);
+        let Some(&v) = st.files.get(n) else { continue };
+        if ctx.shipped.has_exact(&path, &v) {
+            continue;
+        }
+        // Known by listing only: same size and same MD5 (the ETag of a single PUT) is the same
+        // content; mutable components are rewritten with the same size, so size alone is not enough.
+        if let Some(etag) = ctx.shipped.listed_etag(&path, v.size) {
+            if etag.len() == 32 {
+                let p = path.clone();
+                let md5 = tokio::task::spawn_blocking(move || -> Result<String> {
+                    let mut f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
+                    Ok(crate::meta::hash_file(&mut f, &p, v.size, false)?.0)
+                })
+                .await
+                .expect("hash panicked");
+                match md5 {
+                    Ok(m) if m == etag => {
+                        ctx.shipped.insert(path, v);
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(Error::Vanished(_) | Error::Integrity(_)) => continue,
+                    Err(e) => return Err(e),
+                }
+            } else if !is_mutable(n) {
+                // A multipart object of an immutable component: the size is the Python rule.
+                continue;
+            }
+        } else if ctx.shipped.has(&path, &v) && !is_mutable(n) {
+            continue;
+        }
+        out.push(n.clone());
+    }
+    Ok(out)
+}
+
+/// Components Cassandra rewrites after they were complete.
+fn is_mutable(name: &str) -> bool {
+    name.ends_with("Statistics.db") || name.ends_with("Summary.db") || name.ends_with("TOC.txt")
+}
+
+/// Learns, once per directory, what the bucket already holds of it (one LIST).
+async fn learn_bucket(ctx: &Arc<Ctx>, dir: &Path) -> Result<()> {
+    if !ctx.first_visit(dir) {
+        return Ok(());
+    }
+    let prefix = ctx.cfg.keys.dir_prefix(dir);
+    let listed = match ctx.store.list(&prefix).await {
+        Ok(l) => l,
+        Err(e) => {
+            ctx.forget_visit(dir);
+            return Err(e);
+        }
+    };
+    for o in listed {
+        let Some(name) = o.key.strip_prefix(&prefix) else {
+            continue;
+        };
+        if !name.contains('/') && !name.ends_with(crate::key::INDEX_SUFFIX) {
+            ctx.shipped.insert_listed(dir.join(name), o.size, o.etag);
+        }
+    }
+    Ok(())
+}
+
+/// Uploads `names` of `dir`, pinned first. Returns `None` when a file vanished before it could
+/// be pinned (a compaction removed the SSTable): nothing of it counts as shipped then.
+async fn upload_pinned(
+    ctx: &Arc<Ctx>,
+    dir: &Path,
+    names: &[String],
+    done: &mut Shipped,
+) -> Result<Option<()>> {
+    let staging = ctx.staging_for(dir);
+    let (d, n) = (dir.to_path_buf(), names.to_vec());
+    let pinned = tokio::task::spawn_blocking(move || pin(&staging, &d, &n))
+        .await
+        .expect("pin panicked")
+        .map_err(|e| Error::io(dir, e))?;
+    let staged = match pinned {
+        Pin::Pinned(s) => s,
+        Pin::Vanished(name) => {
+            tracing::info!(dir = %dir.display(), file = name, "SSTable removed before it was shipped (compaction); dropped");
+            return Ok(None);
+        }
+    };
+    for (name, read) in &staged.files {
+        let path = dir.join(name);
+        let key = ctx.cfg.keys.data_key(&path);
+        loop {
+            match send(ctx, &key, read).await? {
+                Sent::Done {
+                    version,
+                    bytes,
+                    written,
+                } => {
+                    ctx.shipped.insert(path.clone(), version);
+                    ctx.stats.shipped(bytes);
+                    done.files += 1;
+                    done.bytes += bytes;
+                    tracing::info!(key, bytes, ?written, "uploaded");
+                    break;
+                }
+                // Appended while we read it (a 5.0 TOC): send it again.
+                Sent::Changed => continue,
+            }
+        }
+    }
+    Ok(Some(()))
+}
+
+async fn ship_sstables(ctx: &Arc<Ctx>, dir: &Path, backups: bool) -> Result<Shipped> {
+    let mut done = Shipped::default();
+    let st = state(dir).await?;
+    let ready = complete(dir, &st);
+    if ready.is_empty() {
+        return Ok(done);
+    }
+    learn_bucket(ctx, dir).await?;
+    let mut touched: Vec<SSTable> = Vec::new();
+    for s in &ready {
+        let names = unshipped(ctx, dir, &st, &s.names).await?;
+        if names.is_empty() {
+            continue;
+        }
+        if upload_pinned(ctx, dir, &names, &mut done).await?.is_some() {
+            touched.push(s.clone());
+        }
+    }
+    if touched.is_empty() {
+        return Ok(done);
+    }
+
+    if ctx.cfg.with_index {
+        let names = if backups {
+            // Incremental backups are cumulative: the index names every file shipped from here.
+            ctx.shipped.names_in(dir)
+        } else {
+            // The live set now, restricted to SSTables whose every file is in the bucket.
+            let now = state(dir).await?;
+            let mut names = Vec::new();
+            for s in complete(dir, &now) {
+                if s.names.iter().all(|n| {
+                    now.files
+                        .get(n)
+                        .is_some_and(|v| ctx.shipped.has(&dir.join(n), v))
+                }) {
+                    names.extend(s.names);
+                }
+            }
+            names.sort();
+            names
+        };
+        let body = Bytes::from(crate::index::body(dir, &names));
+        for s in &touched {
+            let Some(data) = &s.data else { continue };
+            let key = ctx.cfg.keys.index_key(&dir.join(data));
+            ctx.store
+                .put(
+                    &key,
+                    Source::Memory(body.clone()),
+                    &ObjectMeta::json(),
+                    None,
+                )
+                .await?;
+            ctx.stats.index_written();
+            done.indexes += 1;
+            tracing::info!(key, entries = names.len(), "index written");
+        }
+    }
+    if backups && ctx.cfg.delete_on_backup {
+        // Draining backups/ is the point of shipping it: the links go once the set is shipped.
+        for s in &touched {
+            for n in &s.names {
+                match tokio::fs::remove_file(dir.join(n)).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::warn!(path = %dir.join(n).display(), error = %e, "could not delete after backup")
+                    }
+                }
+            }
+            tracing::info!(dir = %dir.display(), sstable = s.prefix, "deleted from backups/ after upload");
+        }
+    }
+    Ok(done)
+}
+
+/// The manifest's `ephemeral` flag (4.1+); older snapshots mark it with a file.
+fn is_ephemeral(tag: &Path) -> bool {
+    if tag.join("ephemeral.snapshot").exists() {
+        return true;
+    }
+    std::fs::read(tag.join("manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v["ephemeral"] == true)
+}
+
+async fn ship_snapshot(ctx: &Arc<Ctx>, tag: &Path) -> Result<Shipped> {
+    let mut done = Shipped::default();
+    let manifest = tag.join("manifest.json");
+    let Ok(mmeta) = tokio::fs::metadata(&manifest).await else {
+        return Ok(done);
+    };
+    if is_ephemeral(tag) {
+        tracing::debug!(snapshot = %tag.display(), "ephemeral snapshot skipped");
+        return Ok(done);
+    }
+    // schema.cql follows manifest.json: give it a moment, then ship without it.
+    if !tag.join("schema.cql").exists() {
+        let age = mmeta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .unwrap_or_default();
+        if age < SCHEMA_WAIT {
+            let (c, t) = (ctx.clone(), tag.to_path_buf());
+            tokio::spawn(async move {
+                tokio::time::sleep(SCHEMA_WAIT - age).await;
+                c.enqueue_work(Work::Dir(t)).await;
+            });
+            return Ok(done);
+        }
+    }
+    let t = tag.to_path_buf();
+    let files = tokio::task::spawn_blocking(move || crate::scan::walk(&t, true, &[]))
+        .await
+        .expect("walk panicked");
+    let mut by_dir: std::collections::BTreeMap<PathBuf, Vec<(String, Version)>> =
+        Default::default();
+    for (p, v) in files {
+        let name = p
+            .file_name()
+            .expect("a file")
+            .to_string_lossy()
+            .into_owned();
+        by_dir
+            .entry(p.parent().expect("has parent").to_path_buf())
+            .or_default()
+            .push((name, v));
+    }
+    for (dir, files) in &by_dir {
+        learn_bucket(ctx, dir).await?;
+        let st = DirState {
+            files: files.iter().cloned().collect(),
+            ..DirState::default()
+        };
+        let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        let todo = unshipped(ctx, dir, &st, &names).await?;
+        if !todo.is_empty() && upload_pinned(ctx, dir, &todo, &mut done).await?.is_none() {
+            return Ok(done);
+        }
+    }
+    if ctx.cfg.with_index && (done.files > 0 || !index_exists(ctx, &manifest).await?) {
+        let mut names: Vec<String> = by_dir
+            .get(tag)
+            .map(|f| f.iter().map(|(n, _)| n.clone()).collect())
+            .unwrap_or_default();
+        let subdirs: HashSet<String> = by_dir
+            .keys()
+            .filter_map(|d| d.strip_prefix(tag).ok()?.components().next())
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        names.extend(subdirs);
+        names.sort();
+        let key = ctx.cfg.keys.index_key(&manifest);
+        let body = Bytes::from(crate::index::body(tag, &names));
+        ctx.store
+            .put(&key, Source::Memory(body), &ObjectMeta::json(), None)
+            .await?;
+        ctx.stats.index_written();
+        done.indexes += 1;
+        tracing::info!(key, entries = names.len(), "snapshot index written");
+    }
+    Ok(done)
+}
+
+async fn index_exists(ctx: &Arc<Ctx>, manifest: &Path) -> Result<bool> {
+    Ok(ctx
+        .store
+        .head(&ctx.cfg.keys.index_key(manifest))
+        .await?
+        .is_some())
+}

@@ -1,0 +1,152 @@
+//! Pinning the files of a complete SSTable before upload, so that a compaction that deletes them
+//! mid-upload cannot break it: hard links into a staging directory on the same filesystem (what
+//! `nodetool snapshot` does). Where hard links are impossible (a read-only mount, another
+//! filesystem) the files are pinned by open descriptors instead and read through /proc/self/fd.
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// The files of one unit, pinned; unpinned (staging removed) when dropped.
+#[derive(Debug)]
+pub struct Staged {
+    dir: Option<PathBuf>,
+    /// (name in the source directory, path to read it from).
+    pub files: Vec<(String, PathBuf)>,
+    _fds: Vec<std::fs::File>,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// The outcome of pinning.
+#[derive(Debug)]
+pub enum Pin {
+    /// Every file is pinned.
+    Pinned(Staged),
+    /// A file vanished before it could be pinned (compaction): nothing to ship.
+    Vanished(String),
+}
+
+/// Pins `names` of `src` (relative paths) under `staging`.
+pub fn pin(staging: &Path, src: &Path, names: &[String]) -> std::io::Result<Pin> {
+    std::fs::create_dir_all(staging)?;
+    let unit = staging.join(format!(
+        "{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir(&unit)?;
+    let mut staged = Staged {
+        dir: Some(unit.clone()),
+        files: Vec::new(),
+        _fds: Vec::new(),
+    };
+    for (i, name) in names.iter().enumerate() {
+        let from = src.join(name);
+        let to = unit.join(format!("{i}"));
+        match std::fs::hard_link(&from, &to) {
+            Ok(()) => staged.files.push((name.clone(), to)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Pin::Vanished(name.clone()));
+            }
+            Err(e) if cannot_link(&e) => return pin_by_fd(src, names),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Pin::Pinned(staged))
+}
+
+fn cannot_link(e: &std::io::Error) -> bool {
+    // EXDEV (another filesystem), EROFS (read-only), EPERM (protected_hardlinks), EMLINK.
+    matches!(e.raw_os_error(), Some(18 | 30 | 1 | 31))
+}
+
+/// Pins by open descriptors; reads go through /proc/self/fd/N, which reaches the same inode
+/// even after the name is unlinked.
+pub fn pin_by_fd(src: &Path, names: &[String]) -> std::io::Result<Pin> {
+    let mut staged = Staged {
+        dir: None,
+        files: Vec::new(),
+        _fds: Vec::new(),
+    };
+    for name in names {
+        match std::fs::File::open(src.join(name)) {
+            Ok(f) => {
+                staged.files.push((
+                    name.clone(),
+                    PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())),
+                ));
+                staged._fds.push(f);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Pin::Vanished(name.clone()));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Pin::Pinned(staged))
+}
+
+/// Removes what a previous run left in the staging directory.
+pub fn clean(staging: &Path) -> std::io::Result<usize> {
+    let mut n = 0;
+    match std::fs::read_dir(staging) {
+        Ok(rd) => {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    std::fs::remove_dir_all(&p)?
+                } else {
+                    std::fs::remove_file(&p)?
+                }
+                n += 1;
+            }
+            Ok(n)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_files_survive_deletion_and_staging_is_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("t");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("a"), b"aaa").unwrap();
+        std::fs::write(src.join("b"), b"bb").unwrap();
+        let staging = d.path().join(".staging");
+        let Pin::Pinned(s) = pin(&staging, &src, &["a".into(), "b".into()]).unwrap() else {
+            panic!()
+        };
+        std::fs::remove_file(src.join("a")).unwrap();
+        assert_eq!(std::fs::read(&s.files[0].1).unwrap(), b"aaa");
+        drop(s);
+        assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
+
+        let Pin::Pinned(s) = pin_by_fd(&src, &["b".into()]).unwrap() else {
+            panic!()
+        };
+        std::fs::remove_file(src.join("b")).unwrap();
+        assert_eq!(
+            std::fs::read(&s.files[0].1).unwrap(),
+            b"bb",
+            "read through /proc/self/fd after unlink"
+        );
+
+        assert!(
+            matches!(pin(&staging, &src, &["gone".into()]).unwrap(), Pin::Vanished(n) if n == "gone")
+        );
+        std::fs::create_dir_all(staging.join("left-over")).unwrap();
+        assert_eq!(clean(&staging).unwrap(), 1);
+    }
+}

@@ -1,0 +1,441 @@
+//! Cassandra mode against the write simulator, on Garage and on the local directory store: only
+//! complete, committed SSTables ship; indexes name exactly the live set, all of it in the bucket.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use support::sim::{self, Table, Ver};
+use support::*;
+use tablesnap::store::Store;
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod garage {
+            $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::Backend::garage().await).await } )*
+        }
+        mod local {
+            $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::Backend::local()).await } )*
+        }
+    };
+}
+
+both_backends!(
+    flush_ships_only_after_commit_every_family,
+    aborts_temporaries_and_logs_never_ship,
+    compaction_index_names_the_live_set,
+    mutable_components_are_shipped_again,
+    backups_drain_with_delete_on_backup,
+    snapshots_ship_with_manifest_and_schema,
+    random_interleavings_rebuild_the_live_set,
+    several_data_directories_and_staging_cleanup,
+);
+
+fn start(b: &Backend, roots: &[&Path], extra: &[&str]) -> Agent {
+    let mut args = vec!["--mode", "cassandra", "-r", "-a"];
+    args.extend_from_slice(extra);
+    Agent::start(b, &args, roots)
+}
+
+fn key(p: &Path) -> String {
+    format!("testhost:{}", p.display())
+}
+
+/// The index written for `data` in `dir`: (directory, names).
+async fn index(store: &Store, dir: &Path, data: &str) -> Vec<String> {
+    let k = format!("{}-listdir.json", key(&dir.join(data)));
+    wait_key(store, &k).await;
+    let body = store.get_bytes(&k).await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let obj = v.as_object().unwrap();
+    assert_eq!(obj.len(), 1, "one top-level key: {v}");
+    obj[dir.to_str().unwrap()]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Asserts that every named file is in the bucket with the content it has on disk.
+async fn assert_shipped(store: &Store, dir: &Path, files: &BTreeMap<String, Vec<u8>>) {
+    for (name, body) in files {
+        let got = store
+            .get_bytes(&key(&dir.join(name)))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(got[..] == body[..], "{name}: object differs from the file");
+    }
+}
+
+async fn all_keys(store: &Store) -> Vec<String> {
+    store
+        .list("testhost:")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
+}
+
+async fn flush_ships_only_after_commit_every_family(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let mut tables: Vec<Table> = sim::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Table::new(&data, "ks", &format!("t{i}"), *v, i as u64))
+        .collect();
+    let agent = start(&b, &[&data], &[]);
+    let store = b.store().await;
+    for t in &mut tables {
+        let pending = t.begin("flush", vec![]);
+        // A later flush in the same directory commits first: its index shows what was ready.
+        let barrier = t.flush();
+        let listed = index(&store, &t.dir, &barrier.data()).await;
+        assert_eq!(
+            listed,
+            barrier
+                .names()
+                .into_iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            "{:?}",
+            t.ver
+        );
+        for n in pending.sstable.names() {
+            assert!(
+                store.head(&key(&t.dir.join(&n))).await.unwrap().is_none(),
+                "{:?}: {n} shipped before commit",
+                t.ver
+            );
+        }
+        let s = t.commit(pending, true);
+        let listed = index(&store, &t.dir, &s.data()).await;
+        let live = t.live_files();
+        assert_eq!(
+            listed,
+            live.keys().cloned().collect::<Vec<_>>(),
+            "{:?}",
+            t.ver
+        );
+        assert_shipped(&store, &t.dir, &live).await;
+    }
+    agent.stop();
+}
+
+async fn aborts_temporaries_and_logs_never_ship(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let mut t3 = Table::new(&data, "ks", "a", Ver::V40, 1);
+    let mut t2 = Table::new(&data, "ks", "b", Ver::V21, 2);
+    let agent = start(&b, &[&data], &[]);
+    let store = b.store().await;
+    let mut aborted = vec![];
+    for t in [&mut t3, &mut t2] {
+        let p = t.begin("flush", vec![]);
+        aborted.push(p.sstable.prefix.clone());
+        t.abort(p);
+        let s = t.flush();
+        index(&store, &t.dir, &s.data()).await;
+    }
+    let keys = all_keys(&store).await;
+    for k in &keys {
+        let name = k.rsplit('/').next().unwrap();
+        assert!(
+            !name.contains("tmp") && !name.contains("_txn_"),
+            "temporary or log shipped: {k}"
+        );
+        for a in &aborted {
+            assert!(
+                !k.contains(&format!("/{a}")),
+                "aborted SSTable shipped: {k}"
+            );
+        }
+    }
+    assert_eq!(
+        keys.len(),
+        t3.live_files().len() + t2.live_files().len() + 2,
+        "{keys:#?}"
+    );
+    agent.stop();
+}
+
+async fn compaction_index_names_the_live_set(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let mut t = Table::new(&data, "ks", "c", Ver::V311, 3);
+    let agent = start(&b, &[&data], &[]);
+    let store = b.store().await;
+    let s1 = t.flush();
+    let s2 = t.flush();
+    let _s3 = t.flush();
+    let c = t.compact(vec![s1, s2]);
+    let listed = index(&store, &t.dir, &c.data()).await;
+    let live = t.live_files();
+    assert_eq!(listed, live.keys().cloned().collect::<Vec<_>>());
+    assert_shipped(&store, &t.dir, &live).await;
+    agent.stop();
+}
+
+async fn mutable_components_are_shipped_again(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let mut t = Table::new(&data, "ks", "m", Ver::V40, 4);
+    let mut t5 = Table::new(&data, "ks", "sai", Ver::V50Big, 5);
+    let agent = start(&b, &[&data], &[]);
+    let store = b.store().await;
+    let s = t.flush();
+    index(&store, &t.dir, &s.data()).await;
+    let stats = t.dir.join(format!("{}Statistics.db", s.prefix));
+    let before = std::fs::read(&stats).unwrap();
+    t.rewrite_statistics(&s);
+    let after = std::fs::read(&stats).unwrap();
+    assert_eq!(before.len(), after.len());
+    assert_ne!(before, after);
+    eventually(
+        Duration::from_secs(30),
+        "Statistics.db shipped again",
+        || async {
+            store
+                .get_bytes(&key(&stats))
+                .await
+                .is_ok_and(|b| b[..] == after[..])
+        },
+    )
+    .await;
+    t.recreate_summary(&s);
+    let summary = t.dir.join(format!("{}Summary.db", s.prefix));
+    let new_summary = std::fs::read(&summary).unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "Summary.db shipped again",
+        || async {
+            store
+                .get_bytes(&key(&summary))
+                .await
+                .is_ok_and(|b| b[..] == new_summary[..])
+        },
+    )
+    .await;
+
+    let mut s5 = t5.flush();
+    index(&store, &t5.dir, &s5.data()).await;
+    t5.add_sai(&mut s5, "v_idx");
+    let toc = t5.dir.join(format!("{}TOC.txt", s5.prefix));
+    let toc_now = std::fs::read(&toc).unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "appended TOC.txt shipped again",
+        || async {
+            store
+                .get_bytes(&key(&toc))
+                .await
+                .is_ok_and(|b| b[..] == toc_now[..])
+        },
+    )
+    .await;
+    let live = t5.live_files();
+    eventually(
+        Duration::from_secs(30),
+        "index names the SAI components",
+        || async {
+            let k = format!("{}-listdir.json", key(&t5.dir.join(s5.data())));
+            store.get_bytes(&k).await.is_ok_and(|b| {
+                let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+                v[t5.dir.to_str().unwrap()].as_array().unwrap().len() == live.len()
+            })
+        },
+    )
+    .await;
+    assert_shipped(&store, &t5.dir, &live).await;
+    agent.stop();
+}
+
+async fn backups_drain_with_delete_on_backup(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let mut t = Table::new(&data, "ks", "inc", Ver::V41, 6);
+    t.incremental_backups = true;
+    let agent = start(&b, &[&data], &["--delete-on-backup"]);
+    let store = b.store().await;
+    let mut all = BTreeMap::new();
+    let backups = t.dir.join("backups");
+    let mut last = None;
+    for _ in 0..3 {
+        let s = t.flush();
+        for n in s.names() {
+            all.insert(n.clone(), std::fs::read(backups.join(&n)).unwrap());
+        }
+        last = Some(s);
+    }
+    eventually(Duration::from_secs(30), "backups/ drained", || async {
+        std::fs::read_dir(&backups).unwrap().count() == 0
+    })
+    .await;
+    assert_shipped(&store, &backups, &all).await;
+    let listed = index(&store, &backups, &last.unwrap().data()).await;
+    assert_eq!(
+        listed,
+        all.keys().cloned().collect::<Vec<_>>(),
+        "the backups index is cumulative; log: {}",
+        agent.log()
+    );
+    // The live table directory itself is never deleted from.
+    assert_eq!(t.live_files().len(), all.len());
+    agent.stop();
+}
+
+async fn snapshots_ship_with_manifest_and_schema(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let mut t = Table::new(&data, "ks", "snap", Ver::V50Bti, 7);
+    let agent = start(&b, &[&data], &[]);
+    let store = b.store().await;
+    t.flush();
+    let s = t.flush();
+    index(&store, &t.dir, &s.data()).await;
+    let eph = t.snapshot("ephemeral-1", true);
+    let snap = t.snapshot("s1", false);
+    let listed = index(&store, &snap, "manifest.json").await;
+    let mut expected: Vec<String> = t.live_files().keys().cloned().collect();
+    expected.extend(["manifest.json".to_string(), "schema.cql".to_string()]);
+    expected.sort();
+    assert_eq!(listed, expected);
+    let files: BTreeMap<String, Vec<u8>> = expected
+        .iter()
+        .map(|n| (n.clone(), std::fs::read(snap.join(n)).unwrap()))
+        .collect();
+    assert_shipped(&store, &snap, &files).await;
+    let keys = all_keys(&store).await;
+    assert!(
+        !keys.iter().any(|k| k.starts_with(&key(&eph))),
+        "ephemeral snapshot shipped"
+    );
+    agent.stop();
+}
+
+async fn random_interleavings_rebuild_the_live_set(b: Backend) {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("TABLESNAP_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261126);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let vers = [Ver::V311, Ver::V41, Ver::V22];
+    let mut t = Table::new(
+        &data,
+        "ks",
+        "prop",
+        vers[rng.random_range(0..vers.len())],
+        seed,
+    );
+    let agent = start(&b, &[&data], &[]);
+    let store = b.store().await;
+    let mut pending = vec![];
+    for _ in 0..40 {
+        match rng.random_range(0..10) {
+            0..=3 => {
+                t.flush();
+            }
+            4 if t.live.len() >= 2 => {
+                let k = rng.random_range(2..=t.live.len());
+                let inputs: Vec<_> = t.live.iter().take(k).cloned().collect();
+                t.compact(inputs);
+            }
+            5 if !t.live.is_empty() => {
+                let s = t.live[rng.random_range(0..t.live.len())].clone();
+                t.rewrite_statistics(&s);
+            }
+            6 if !t.live.is_empty() => {
+                let s = t.live[rng.random_range(0..t.live.len())].clone();
+                t.recreate_summary(&s);
+            }
+            7 => pending.push(t.begin("flush", vec![])),
+            8 if !pending.is_empty() => {
+                let p = pending.remove(0);
+                t.abort(p);
+            }
+            9 if !pending.is_empty() => {
+                let p = pending.remove(0);
+                t.commit(p, true);
+            }
+            _ => {}
+        }
+    }
+    for p in pending.drain(..) {
+        t.abort(p);
+    }
+    // A last flush: once its index is in, the agent has seen everything before it.
+    let last = t.flush();
+    let listed = index(&store, &t.dir, &last.data()).await;
+    let live = t.live_files();
+    assert_eq!(
+        listed,
+        live.keys().cloned().collect::<Vec<_>>(),
+        "seed {seed}: index != live set"
+    );
+    // Rebuild the table from the bucket as of that index: byte-identical to the disk.
+    assert_shipped(&store, &t.dir, &live).await;
+    // Every index ever written names only objects that exist.
+    for line in agent.messages("index written") {
+        let k = line["key"].as_str().unwrap();
+        let body = store.get_bytes(k).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        for n in v[t.dir.to_str().unwrap()].as_array().unwrap() {
+            let obj = key(&t.dir.join(n.as_str().unwrap()));
+            assert!(
+                store.head(&obj).await.unwrap().is_some(),
+                "seed {seed}: {k} names missing {obj}"
+            );
+        }
+    }
+    assert!(
+        !all_keys(&store).await.iter().any(|k| {
+            let name = k.rsplit('/').next().unwrap();
+            name.contains("tmp") || name.contains("_txn_")
+        }),
+        "seed {seed}"
+    );
+    agent.stop();
+}
+
+async fn several_data_directories_and_staging_cleanup(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let (d1, d2) = (d.path().join("data1"), d.path().join("data2"));
+    let mut t1 = Table::new(&d1, "ks", "j", Ver::V40, 8);
+    std::fs::create_dir_all(&d2).unwrap();
+    let left = d1.join(".tablesnap-staging/123-deadbeef");
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("0"), b"left over").unwrap();
+    let agent = start(&b, &[&d1, &d2], &[]);
+    assert!(!left.exists(), "left-over staging cleaned at start");
+    let store = b.store().await;
+    let s1 = t1.flush();
+    // A keyspace directory created after start on the second disk.
+    let mut t2 = Table::new(&d2, "ks", "j", Ver::V40, 9);
+    let s2 = t2.flush();
+    index(&store, &t1.dir, &s1.data()).await;
+    index(&store, &t2.dir, &s2.data()).await;
+    assert_shipped(&store, &t1.dir, &t1.live_files()).await;
+    assert_shipped(&store, &t2.dir, &t2.live_files()).await;
+    assert_eq!(
+        std::fs::read_dir(d1.join(".tablesnap-staging"))
+            .unwrap()
+            .count(),
+        0,
+        "staging emptied after upload"
+    );
+    assert!(
+        !all_keys(&store)
+            .await
+            .iter()
+            .any(|k| k.contains(".tablesnap-staging"))
+    );
+    agent.stop();
+}
