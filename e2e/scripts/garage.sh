@@ -68,6 +68,10 @@ TOML
       [ -n "$id" ] && break; sleep 0.1
     done
     [ -n "$id" ] || { echo "garage node $n did not start; see $dir/node$n/log" >&2; cat "$dir/node$n/log" >&2; exit 1; }
+    # `node id` reads the key file and answers before the server listens: wait for its RPC too.
+    for _ in $(seq 100); do
+      "$bin" -c "$cfg" status >/dev/null 2>&1 && break; sleep 0.1
+    done
     ids+=("$id")
   done
   for n in $(seq 2 "$nodes"); do "$bin" -c "$first_cfg" node connect "${ids[$((n-1))]}" >/dev/null; done
