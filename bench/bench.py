@@ -79,6 +79,17 @@ def write_random(path, size):
             left -= n
 
 
+def write_patterned(path, size, pattern):
+    """A large file made of one random pattern repeated: the agent reads, hashes and sends every
+    byte, but Garage stores each distinct 1 MiB block once (the disk here cannot hold 2 x 8 GiB)."""
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, len(pattern))
+            f.write(pattern[:n])
+            left -= n
+
+
 def make_files(d, count, size, stem="f", data_last=False):
     """Files named stem0..; with data_last the last is an SSTable `-Data.db`, whose upload makes the
     agent write a `-listdir.json` index of the directory (what tableslurp restores from)."""
@@ -509,12 +520,16 @@ class Harness:
         count, size = self.sizes["memory"]
         src = os.path.join(self.work, "src", "memory")
         watch = os.path.join(self.work, "watch", "memory")
-        need = 2 * count * size + (2 << 30)
+        need = count * size + (2 << 30)
         st = os.statvfs(self.work)
         if st.f_bavail * st.f_frsize < need:
-            raise RuntimeError(f"memory: needs {need >> 30} GiB free in {self.work} (files and Garage's copy)")
-        log(f"  writing {count} x {size // MIB} MiB")
-        names = make_files(src, count, size)
+            raise RuntimeError(f"memory: needs {need >> 30} GiB free in {self.work}")
+        log(f"  writing {count} x {size // MIB} MiB (a 64 MiB random pattern repeated)")
+        os.makedirs(src)
+        names = []
+        for i in range(count):
+            names.append(f"f{i}")
+            write_patterned(os.path.join(src, names[-1]), size, os.urandom(min(size, 64 * MIB)))
         os.makedirs(watch)
         agent = Agent(self, [watch], extra=["--multipart-chunk-size", "256"], tag="agent-memory")
         try:
