@@ -134,6 +134,7 @@ impl Ctx {
 
 /// Runs the agent until `shutdown` resolves (first signal), then drains within the grace period.
 pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
+    tracing::debug!(config = ?cfg, "configuration");
     let opts = StoreOptions {
         sizing: cfg.sizing,
         write: cfg.write.clone(),
