@@ -1,6 +1,7 @@
 //! The agent's behaviour, one suite run against both store backends: a real Garage S3 server and
 //! the local directory store.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -9,17 +10,6 @@ use support::*;
 use tablesnap::meta::StatMeta;
 
 const T: Duration = Duration::from_secs(30);
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod garage {
-            $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::Backend::garage().await).await } )*
-        }
-        mod local {
-            $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::Backend::local()).await } )*
-        }
-    };
-}
 
 both_backends!(
     rename_gives_key_metadata_and_index,

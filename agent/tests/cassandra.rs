@@ -1,6 +1,7 @@
 //! Cassandra mode against the write simulator, on Garage and on the local directory store: only
 //! complete, committed SSTables ship; indexes name exactly the live set, all of it in the bucket.
 
+#[macro_use]
 mod support;
 
 use std::collections::BTreeMap;
@@ -10,17 +11,6 @@ use std::time::Duration;
 use support::sim::{self, Table, Ver};
 use support::*;
 use tablesnap::store::Store;
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod garage {
-            $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::Backend::garage().await).await } )*
-        }
-        mod local {
-            $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::Backend::local()).await } )*
-        }
-    };
-}
 
 both_backends!(
     flush_ships_only_after_commit_every_family,
