@@ -140,6 +140,7 @@ pub struct Args {
     pub md5_on_start: bool,
 
     /// Which events to listen on; can be given several times [default: IN_MOVED_TO IN_CLOSE_WRITE].
+    /// Generic mode only: cassandra mode follows every create, close and rename itself.
     #[arg(long = "listen-events", value_enum, action = clap::ArgAction::Append, value_name = "EVENT")]
     pub listen_events: Vec<ListenEvent>,
 
@@ -149,6 +150,7 @@ pub struct Args {
 
     /// Exclude files matching this regular expression from upload (can be given several times).
     /// If neither exclude nor include is given, files whose path contains "-tmp" are excluded.
+    /// In cassandra mode an SSTable ships only if the rule accepts every one of its files.
     #[arg(short = 'e', long, value_name = "REGEX", conflicts_with = "include", action = clap::ArgAction::Append)]
     pub exclude: Vec<String>,
 
