@@ -49,6 +49,8 @@ pub struct Ctx {
     visited: Mutex<HashSet<PathBuf>>,
     /// Staging directory of each watched root (cassandra mode).
     staging: Vec<(PathBuf, PathBuf)>,
+    /// Unix time this run began: multipart uploads begun before it belong to a dead run.
+    started: i64,
 }
 
 impl Ctx {
@@ -200,6 +202,7 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
         dir_locks: Mutex::default(),
         visited: Mutex::default(),
         staging,
+        started: crate::metrics::now(),
     });
     ctx.stats.beat_event_loop();
     ctx.stats.beat_uploader();
@@ -213,6 +216,19 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
     if ctx.cfg.backup {
         let c = ctx.clone();
         tokio::spawn(async move { rescan(&c, "start").await });
+    }
+    if let Some(every) = ctx.cfg.rescan_interval {
+        // One scan at a time: the next waits for the last to finish (it retries while the
+        // bucket does not answer).
+        let c = ctx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                rescan(&c, "periodic").await;
+            }
+        });
     }
 
     // The watch loop runs here until the first signal.
@@ -390,6 +406,16 @@ async fn rescan(ctx: &Arc<Ctx>, why: &'static str) {
                         .scan_millis
                         .get_or_create(&crate::metrics::WhyLabel { why })
                         .set(started.elapsed().as_millis() as i64);
+                    let prefix = ctx.cfg.keys.dir_prefix(root);
+                    match ctx.store.tidy(&prefix, ctx.started).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(why, path = %root.display(), aborted = n, "aborted unfinished multipart uploads")
+                        }
+                        Err(e) => {
+                            tracing::warn!(why, path = %root.display(), error = %e, "could not list unfinished multipart uploads")
+                        }
+                    }
                     break;
                 }
                 Err(e) => {
@@ -467,7 +493,14 @@ async fn job(ctx: &Arc<Ctx>, work: Work) {
                 *n += 1;
                 *n
             };
-            let delay = crate::retry::delay(attempt - 1, crate::retry::CAP);
+            // Transient failures are retried soon; the others (access denied, bucket gone, an
+            // unreadable file) need a person: loud, and retried slowly, never dropped.
+            let cap = if e.is_retryable() {
+                crate::retry::CAP
+            } else {
+                crate::retry::PERMANENT_CAP
+            };
+            let delay = crate::retry::delay(attempt - 1, cap);
             let path = work.path().display().to_string();
             if e.is_retryable() {
                 tracing::warn!(path, error = %e, attempt, retry_in = ?delay, "upload failed; will retry");

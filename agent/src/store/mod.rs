@@ -220,6 +220,15 @@ impl Store {
         }
     }
 
+    /// Aborts multipart uploads below `prefix` left by an earlier run (begun before `started`,
+    /// unix seconds) or whose abort failed; returns how many. Nothing to do for a local store.
+    pub async fn tidy(&self, prefix: &str, started: i64) -> Result<usize> {
+        match self {
+            Store::S3(s) => s.tidy(prefix, started).await,
+            Store::Local(_) => Ok(0),
+        }
+    }
+
     /// Requests made so far, by kind.
     pub fn requests(&self) -> &RequestCounter {
         match self {

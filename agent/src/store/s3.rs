@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -44,6 +44,8 @@ pub struct S3Store {
     opts: StoreOptions,
     parts: Arc<Semaphore>,
     pub(super) requests: Arc<RequestCounter>,
+    /// Multipart uploads whose abort failed (key, upload id): aborted again by [`S3Store::tidy`].
+    orphans: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl S3Store {
@@ -54,14 +56,16 @@ impl S3Store {
         let region = RegionProviderChain::first_try(s.region.clone().map(Region::new))
             .or_default_provider()
             .or_else(Region::new("us-east-1"));
+        let mut timeouts = TimeoutConfig::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(t) = s.request_timeout {
+            // One attempt of one request (a part at most): a stalled connection is given up
+            // after it, and the request is tried again.
+            timeouts = timeouts.operation_attempt_timeout(t);
+        }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(region)
             .retry_config(RetryConfig::standard().with_max_attempts(s.max_attempts.max(1)))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .build(),
-            );
+            .timeout_config(timeouts.build());
         if let Some(c) = &s.credentials {
             loader = loader.credentials_provider(Credentials::new(
                 c.access_key.clone(),
@@ -85,6 +89,7 @@ impl S3Store {
             parts: Arc::new(Semaphore::new(opts.max_parts_in_flight.max(1))),
             opts,
             requests: Arc::default(),
+            orphans: Arc::default(),
         })
     }
 
@@ -328,13 +333,77 @@ impl S3Store {
                 Err(e) => {
                     let err = classify(e, key);
                     tracing::warn!(key, upload_id, error = %err, "could not abort multipart upload");
-                    if !err.is_retryable() {
+                    if matches!(err, Error::NotFound(_)) {
                         return;
+                    }
+                    if !err.is_retryable() {
+                        break;
                     }
                     tokio::time::sleep(crate::retry::delay(attempt, Duration::from_secs(5))).await;
                 }
             }
         }
+        // Tried again at the next tidy, so that no part stays stored and billed.
+        self.orphans
+            .lock()
+            .expect("poisoned")
+            .push((key.to_string(), upload_id.to_string()));
+    }
+
+    /// Aborts the multipart uploads below `prefix` that this process cannot finish: those begun
+    /// before `started` (by an earlier run that was killed) and those whose abort failed. Returns
+    /// how many were aborted.
+    pub async fn tidy(&self, prefix: &str, started: i64) -> Result<usize> {
+        let orphans: Vec<(String, String)> =
+            std::mem::take(&mut *self.orphans.lock().expect("poisoned"));
+        let mut stale = orphans.clone();
+        let mut key_marker: Option<String> = None;
+        let mut id_marker: Option<String> = None;
+        loop {
+            self.requests.add(RequestKind::List, 1);
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await;
+            let page = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    self.orphans.lock().expect("poisoned").extend(orphans);
+                    return Err(classify(e, &format!("listing uploads below {prefix}")));
+                }
+            };
+            for u in page.uploads() {
+                let (Some(k), Some(id)) = (u.key(), u.upload_id()) else {
+                    continue;
+                };
+                let old = u.initiated().is_some_and(|t| t.secs() < started);
+                if old && !stale.iter().any(|(_, s)| s == id) {
+                    stale.push((k.to_string(), id.to_string()));
+                }
+            }
+            match (page.is_truncated(), page.next_key_marker()) {
+                (Some(true), Some(k)) => {
+                    key_marker = Some(k.to_string());
+                    id_marker = page.next_upload_id_marker().map(str::to_string);
+                }
+                _ => break,
+            }
+        }
+        let n = stale.len();
+        for (key, id) in stale {
+            tracing::info!(
+                key,
+                upload_id = id,
+                "aborting an unfinished multipart upload"
+            );
+            self.abort(&key, &id).await;
+        }
+        Ok(n)
     }
 
     /// ListObjectsV2 over every page of `prefix`.
@@ -570,6 +639,9 @@ where
                 _ => Error::Storage(text),
             }
         }
+        SdkError::TimeoutError(_) => Error::Transient(format!(
+            "{what}: no answer within the request timeout (stalled connection)"
+        )),
         SdkError::ConstructionFailure(_) => Error::Storage(format!(
             "{what}: {}",
             aws_smithy_types::error::display::DisplayErrorContext(&e)

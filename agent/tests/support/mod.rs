@@ -89,6 +89,7 @@ impl Backend {
                 force_path_style: true,
                 credentials: None,
                 max_attempts: 3,
+                request_timeout: None,
             }),
             Backend::Local { dir } => StoreLocation::Local(dir.path().join("store")),
         };
