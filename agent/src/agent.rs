@@ -49,8 +49,6 @@ pub struct Ctx {
     visited: Mutex<HashSet<PathBuf>>,
     /// Staging directory of each watched root (cassandra mode).
     staging: Vec<(PathBuf, PathBuf)>,
-    /// Unix time this run began: multipart uploads begun before it belong to a dead run.
-    started: i64,
 }
 
 impl Ctx {
@@ -202,7 +200,6 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
         dir_locks: Mutex::default(),
         visited: Mutex::default(),
         staging,
-        started: crate::metrics::now(),
     });
     ctx.stats.beat_event_loop();
     ctx.stats.beat_uploader();
@@ -407,7 +404,7 @@ async fn rescan(ctx: &Arc<Ctx>, why: &'static str) {
                         .get_or_create(&crate::metrics::WhyLabel { why })
                         .set(started.elapsed().as_millis() as i64);
                     let prefix = ctx.cfg.keys.dir_prefix(root);
-                    match ctx.store.tidy(&prefix, ctx.started).await {
+                    match ctx.store.tidy(&prefix).await {
                         Ok(0) => {}
                         Ok(n) => {
                             tracing::info!(why, path = %root.display(), aborted = n, "aborted unfinished multipart uploads")

@@ -220,11 +220,11 @@ impl Store {
         }
     }
 
-    /// Aborts multipart uploads below `prefix` left by an earlier run (begun before `started`,
-    /// unix seconds) or whose abort failed; returns how many. Nothing to do for a local store.
-    pub async fn tidy(&self, prefix: &str, started: i64) -> Result<usize> {
+    /// Aborts multipart uploads below `prefix` that nobody will finish (left by a killed run or a
+    /// failed abort); returns how many. Nothing to do for a local store.
+    pub async fn tidy(&self, prefix: &str) -> Result<usize> {
         match self {
-            Store::S3(s) => s.tidy(prefix, started).await,
+            Store::S3(s) => s.tidy(prefix).await,
             Store::Local(_) => Ok(0),
         }
     }

@@ -2,7 +2,7 @@
 //! Bodies are streamed from disk; parts in flight are limited globally; a multipart upload that
 //! fails is aborted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,8 +44,11 @@ pub struct S3Store {
     opts: StoreOptions,
     parts: Arc<Semaphore>,
     pub(super) requests: Arc<RequestCounter>,
-    /// Multipart uploads whose abort failed (key, upload id): aborted again by [`S3Store::tidy`].
-    orphans: Arc<Mutex<Vec<(String, String)>>>,
+    /// Ids of the multipart uploads this process is still working on; [`S3Store::tidy`] aborts
+    /// the others.
+    active: Arc<Mutex<HashSet<String>>>,
+    /// Longest time one request attempt may take.
+    request_timeout: Option<Duration>,
 }
 
 impl S3Store {
@@ -89,7 +92,8 @@ impl S3Store {
             parts: Arc::new(Semaphore::new(opts.max_parts_in_flight.max(1))),
             opts,
             requests: Arc::default(),
-            orphans: Arc::default(),
+            active: Arc::default(),
+            request_timeout: s.request_timeout,
         })
     }
 
@@ -200,6 +204,10 @@ impl S3Store {
                 ))
             })?
             .to_string();
+        self.active
+            .lock()
+            .expect("poisoned")
+            .insert(upload_id.clone());
 
         let result = self
             .upload_parts(key, path, len, part_size, &upload_id)
@@ -222,7 +230,10 @@ impl S3Store {
                     .send()
                     .await;
                 match done {
-                    Ok(_) => Ok(Written::Multipart(n)),
+                    Ok(_) => {
+                        self.active.lock().expect("poisoned").remove(&upload_id);
+                        Ok(Written::Multipart(n))
+                    }
                     Err(e) => {
                         let err = classify(e, key);
                         self.abort(key, &upload_id).await;
@@ -318,6 +329,9 @@ impl S3Store {
     }
 
     async fn abort(&self, key: &str, upload_id: &str) {
+        // Whatever happens now, this process no longer works on it: a failed abort is retried
+        // by the next tidy.
+        self.active.lock().expect("poisoned").remove(upload_id);
         for attempt in 0..3 {
             self.requests.add(RequestKind::Put, 1);
             match self
@@ -332,31 +346,27 @@ impl S3Store {
                 Ok(_) => return,
                 Err(e) => {
                     let err = classify(e, key);
-                    tracing::warn!(key, upload_id, error = %err, "could not abort multipart upload");
                     if matches!(err, Error::NotFound(_)) {
                         return;
                     }
+                    tracing::warn!(key, upload_id, error = %err, "could not abort multipart upload; the next rescan tries again");
                     if !err.is_retryable() {
-                        break;
+                        return;
                     }
                     tokio::time::sleep(crate::retry::delay(attempt, Duration::from_secs(5))).await;
                 }
             }
         }
-        // Tried again at the next tidy, so that no part stays stored and billed.
-        self.orphans
-            .lock()
-            .expect("poisoned")
-            .push((key.to_string(), upload_id.to_string()));
     }
 
-    /// Aborts the multipart uploads below `prefix` that this process cannot finish: those begun
-    /// before `started` (by an earlier run that was killed) and those whose abort failed. Returns
-    /// how many were aborted.
-    pub async fn tidy(&self, prefix: &str, started: i64) -> Result<usize> {
-        let orphans: Vec<(String, String)> =
-            std::mem::take(&mut *self.orphans.lock().expect("poisoned"));
-        let mut stale = orphans.clone();
+    /// Aborts the multipart uploads below `prefix` that nobody will finish: not in this process's
+    /// hands and begun longer ago than a CreateMultipartUpload attempt can last (left by a killed
+    /// run, by a failed abort, or created while its answer was lost). Returns how many.
+    pub async fn tidy(&self, prefix: &str) -> Result<usize> {
+        let grace =
+            self.request_timeout.unwrap_or(Duration::from_secs(600)) + Duration::from_secs(5);
+        let before = crate::metrics::now() - grace.as_secs() as i64;
+        let mut stale = Vec::new();
         let mut key_marker: Option<String> = None;
         let mut id_marker: Option<String> = None;
         loop {
@@ -369,20 +379,15 @@ impl S3Store {
                 .set_key_marker(key_marker.take())
                 .set_upload_id_marker(id_marker.take())
                 .send()
-                .await;
-            let page = match page {
-                Ok(p) => p,
-                Err(e) => {
-                    self.orphans.lock().expect("poisoned").extend(orphans);
-                    return Err(classify(e, &format!("listing uploads below {prefix}")));
-                }
-            };
+                .await
+                .map_err(|e| classify(e, &format!("listing uploads below {prefix}")))?;
+            let active = self.active.lock().expect("poisoned").clone();
             for u in page.uploads() {
                 let (Some(k), Some(id)) = (u.key(), u.upload_id()) else {
                     continue;
                 };
-                let old = u.initiated().is_some_and(|t| t.secs() < started);
-                if old && !stale.iter().any(|(_, s)| s == id) {
+                let old = u.initiated().is_none_or(|t| t.secs() < before);
+                if old && !active.contains(id) {
                     stale.push((k.to_string(), id.to_string()));
                 }
             }
