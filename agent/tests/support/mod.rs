@@ -2,6 +2,7 @@
 //! and waiting for conditions with a deadline (never a fixed sleep).
 #![allow(dead_code)]
 
+pub mod fault;
 pub mod sim;
 
 use std::io::{BufRead, BufReader};
