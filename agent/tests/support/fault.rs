@@ -92,30 +92,38 @@ pub fn garage_sh() -> PathBuf {
 
 impl Garage {
     pub fn start(nodes: usize) -> Garage {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(garage_sh())
-            .arg("start")
-            .arg(dir.path())
-            .arg(nodes.to_string())
-            .output()
-            .expect("run garage.sh");
-        assert!(
-            out.status.success(),
-            "garage.sh start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Garage {
-            dir,
-            env,
-            nodes,
-            children: Mutex::default(),
+        // garage.sh picks free ports by binding and releasing them: two starts at once can pick
+        // the same port, so starts are serialised, and one that lost a port race is retried.
+        static STARTING: Mutex<()> = Mutex::new(());
+        let _one = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = String::new();
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let out = Command::new(garage_sh())
+                .arg("start")
+                .arg(dir.path())
+                .arg(nodes.to_string())
+                .output()
+                .expect("run garage.sh");
+            if !out.status.success() {
+                last = String::from_utf8_lossy(&out.stderr).into_owned();
+                let _ = Command::new(garage_sh()).arg("stop").arg(dir.path()).output();
+                continue;
+            }
+            let env = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.strip_prefix("export "))
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            return Garage {
+                dir,
+                env,
+                nodes,
+                children: Mutex::default(),
+            };
         }
+        panic!("garage.sh start failed three times; last error: {last}");
     }
 
     pub fn var(&self, k: &str) -> &str {
