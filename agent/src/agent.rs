@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +50,10 @@ pub struct Ctx {
     visited: Mutex<HashSet<PathBuf>>,
     /// Staging directory of each watched root (cassandra mode).
     staging: Vec<(PathBuf, PathBuf)>,
+    /// An overflow asked for a rescan that has not started yet.
+    overflow_wanted: AtomicBool,
+    /// An overflow rescan task is running.
+    overflow_running: AtomicBool,
 }
 
 impl Ctx {
@@ -200,6 +205,8 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
         dir_locks: Mutex::default(),
         visited: Mutex::default(),
         staging,
+        overflow_wanted: AtomicBool::new(false),
+        overflow_running: AtomicBool::new(false),
     });
     ctx.stats.beat_event_loop();
     ctx.stats.beat_uploader();
@@ -300,8 +307,7 @@ async fn on_event(ctx: &Arc<Ctx>, watcher: &mut Watcher, ev: WatchEvent) {
         WatchEvent::Overflow => {
             ctx.stats.overflows.inc();
             tracing::warn!("inotify queue overflowed; rescanning every watched path");
-            let c = ctx.clone();
-            tokio::spawn(async move { rescan(&c, "overflow").await });
+            overflow_rescan(ctx);
         }
         WatchEvent::Fs { path, what, is_dir } => {
             let cfg = &ctx.cfg;
@@ -374,6 +380,30 @@ async fn ship_existing(ctx: &Arc<Ctx>, dir: &Path) {
             ctx.enqueue(path).await;
         }
     }
+}
+
+/// Asks for a rescan after an overflow. Overflows come in storms: while one rescan runs, those
+/// that follow fold into one more rescan after it, never into one each.
+fn overflow_rescan(ctx: &Arc<Ctx>) {
+    ctx.overflow_wanted.store(true, Ordering::SeqCst);
+    if ctx.overflow_running.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let c = ctx.clone();
+    tokio::spawn(async move {
+        loop {
+            while c.overflow_wanted.swap(false, Ordering::SeqCst) {
+                rescan(&c, "overflow").await;
+            }
+            c.overflow_running.store(false, Ordering::SeqCst);
+            // An overflow that came after the last check and saw us running is ours to serve.
+            if !c.overflow_wanted.load(Ordering::SeqCst)
+                || c.overflow_running.swap(true, Ordering::SeqCst)
+            {
+                break;
+            }
+        }
+    });
 }
 
 /// Compares every watched root with the bucket, retrying until the bucket answers.

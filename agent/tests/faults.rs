@@ -159,7 +159,10 @@ async fn three_node_garage_loses_a_node() {
         if n >= 20 {
             break n;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "no upload before the kill");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no upload before the kill"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     g.kill(3);
@@ -238,7 +241,10 @@ async fn fault_proxy_resets_stalls_and_slowdowns() {
         });
     }
     let log = agent.stop();
-    assert!(resets + cuts >= 1 && stalls >= 1 && slowdowns >= 1, "{inj:?}");
+    assert!(
+        resets + cuts >= 1 && stalls >= 1 && slowdowns >= 1,
+        "{inj:?}"
+    );
     assert_eq!((verified, lost), (want.len(), 0));
     assert!(log.contains("SlowDown"), "503 SlowDown must reach the log");
     assert!(
@@ -286,8 +292,7 @@ async fn agent_sigkilled_and_restarted() {
         expected: want.len(),
         verified,
         lost,
-        note: "every object compared with the file; killed runs' multipart uploads aborted"
-            .into(),
+        note: "every object compared with the file; killed runs' multipart uploads aborted".into(),
     });
     assert!(strays.is_empty(), "unexpected objects: {strays:?}");
     assert_eq!((verified, lost), (want.len(), 0));
@@ -316,6 +321,7 @@ async fn inotify_overflow_burst_lands_by_rescan() {
             &[d.path()],
         )
     };
+    let t0 = Instant::now();
     let mut want = BTreeMap::new();
     for i in 0..N {
         let body = format!("small file {i}\n").into_bytes();
@@ -327,18 +333,29 @@ async fn inotify_overflow_burst_lands_by_rescan() {
         l.iter()
             .any(|v| v["message"] == "inotify queue overflowed; rescanning every watched path")
     });
+    eprintln!("burst written, overflow seen after {:?}", t0.elapsed());
     let store = b.store().await;
     let prefix = format!("testhost:{}/", d.path().display());
-    eventually(Duration::from_secs(300), "all files of the burst", || async {
-        store.list(&prefix).await.map_or(0, |l| l.len()) >= N
-    })
-    .await;
+    let t = Instant::now();
+    loop {
+        let n = store.list(&prefix).await.map_or(0, |l| l.len());
+        if n >= N {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "{n} of {N} files landed within 300 s"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    eprintln!("burst landed {:?} after the overflow", t.elapsed());
     let mut verified = 0;
     for (k, body) in &want {
         if store.get_bytes(k).await.ok().as_deref() == Some(&body[..]) {
             verified += 1;
         }
     }
+    eprintln!("burst verified {:?} after the overflow", t.elapsed());
     let m = http_get(&addr, "/metrics").await;
     let overflows = metric(&m, "tablesnap_inotify_overflows_total").unwrap_or(0.0);
     report(&Outcome {
@@ -355,7 +372,15 @@ async fn inotify_overflow_burst_lands_by_rescan() {
         "{m}"
     );
     assert_eq!(verified, N);
-    agent.stop();
+    let log = agent.stop();
+    eprintln!("agent stopped {:?} after the overflow", t.elapsed());
+    let scans = log.matches("\"why\":\"overflow\"").count();
+    eprintln!("{scans} overflow scans for {overflows} overflows");
+    drop(d);
+    eprintln!("dir removed {:?} after the overflow", t.elapsed());
+    drop(store);
+    drop(b);
+    eprintln!("store removed {:?} after the overflow", t.elapsed());
 }
 
 /// Fault 6: files deleted ("compacted") during their upload, and a file the agent cannot read:
@@ -448,15 +473,15 @@ async fn compaction_deletes_and_unreadable_file() {
         let path = p.display().to_string();
         agent.wait_for(Duration::from_secs(60), |l| {
             l.iter().any(|v| {
-                v["message"] == "file vanished before it was shipped; dropped" && v["path"] == path.as_str()
+                v["message"] == "file vanished before it was shipped; dropped"
+                    && v["path"] == path.as_str()
             })
         });
     }
     let locked_s = locked.display().to_string();
     agent.wait_for(Duration::from_secs(30), |l| {
-        l.iter().any(|v| {
-            v["level"] == "ERROR" && v["path"] == locked_s.as_str() && v["reason"] == "io"
-        })
+        l.iter()
+            .any(|v| v["level"] == "ERROR" && v["path"] == locked_s.as_str() && v["reason"] == "io")
     });
     let m = http_get(&addr, "/metrics").await;
     let io_failures = metric(&m, "tablesnap_upload_failures_total{reason=\"io\"}").unwrap_or(0.0);
@@ -473,12 +498,7 @@ async fn compaction_deletes_and_unreadable_file() {
         }
     }
     let locked_key = format!("testhost:{}", locked.display());
-    let locked_obj = c
-        .head_object()
-        .bucket(bucket)
-        .key(&locked_key)
-        .send()
-        .await;
+    let locked_obj = c.head_object().bucket(bucket).key(&locked_key).send().await;
     wait_no_uploads(&c, bucket, Duration::from_secs(30)).await;
     report(&Outcome {
         fault: "file deleted (compaction) during its multipart upload".into(),
@@ -515,14 +535,23 @@ async fn periodic_rescan_restores_a_lost_object() {
         unreachable!()
     };
     let d = tempfile::tempdir().unwrap();
-    let agent = Agent::start(&b, &["--rescan-interval", "1", "--without-index"], &[d.path()]);
+    let agent = Agent::start(
+        &b,
+        &["--rescan-interval", "1", "--without-index"],
+        &[d.path()],
+    );
     let body = data(5000, 3);
     let p = write_rename(d.path(), "lost-Data.db", &body);
     let key = format!("testhost:{}", p.display());
     let store = b.store().await;
     wait_object(&store, &key, 5000).await;
     let c = shared_client(endpoint);
-    c.delete_object().bucket(bucket).key(&key).send().await.unwrap();
+    c.delete_object()
+        .bucket(bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
     wait_object(&store, &key, 5000).await;
     assert_eq!(&store.get_bytes(&key).await.unwrap()[..], &body[..]);
     agent.wait_for(Duration::from_secs(10), |l| {

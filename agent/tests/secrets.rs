@@ -70,14 +70,21 @@ async fn secrets_never_appear_in_any_output() {
         wait_all(&c, bucket, &want, Duration::from_secs(120)).await;
         let metrics = http_get(&addr, "/metrics").await;
         let health = http_get(&addr, "/healthz").await;
-        assert!(metrics.contains("tablesnap_files_shipped_total"), "{metrics}");
+        assert!(
+            metrics.contains("tablesnap_files_shipped_total"),
+            "{metrics}"
+        );
         let log = agent.stop();
         assert!(
             log.contains("will retry") || log.contains("storage does not answer"),
             "{run}: the run must have gone through failures"
         );
         assert_eq!(log.contains(WARNING), on_command_line, "{run}: warning");
-        for (what, text) in [("stderr", &log), ("/metrics", &metrics), ("/healthz", &health)] {
+        for (what, text) in [
+            ("stderr", &log),
+            ("/metrics", &metrics),
+            ("/healthz", &health),
+        ] {
             assert_clean(&format!("{run} {what}"), text, &[&secret]);
             outputs += 1;
         }
@@ -89,7 +96,16 @@ async fn secrets_never_appear_in_any_output() {
     let out = Command::new(bin())
         .env("RUST_LOG", "debug")
         .env_remove("AWS_SECRET_ACCESS_KEY")
-        .args(["--log-format", "json", "-n", "testhost", "-k", &key, "-s", canary])
+        .args([
+            "--log-format",
+            "json",
+            "-n",
+            "testhost",
+            "-k",
+            &key,
+            "-s",
+            canary,
+        ])
         .args([bucket.as_str(), "--endpoint-url", endpoint.as_str()])
         .arg(d.path())
         .output()

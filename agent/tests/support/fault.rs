@@ -107,7 +107,10 @@ impl Garage {
                 .expect("run garage.sh");
             if !out.status.success() {
                 last = String::from_utf8_lossy(&out.stderr).into_owned();
-                let _ = Command::new(garage_sh()).arg("stop").arg(dir.path()).output();
+                let _ = Command::new(garage_sh())
+                    .arg("stop")
+                    .arg(dir.path())
+                    .output();
                 continue;
             }
             let env = String::from_utf8_lossy(&out.stdout)
@@ -127,7 +130,10 @@ impl Garage {
     }
 
     pub fn var(&self, k: &str) -> &str {
-        self.env.get(k).map(String::as_str).unwrap_or_else(|| panic!("garage env lacks {k}"))
+        self.env
+            .get(k)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("garage env lacks {k}"))
     }
 
     fn node(&self, n: usize) -> PathBuf {
@@ -168,11 +174,20 @@ impl Garage {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let gone = stat.is_empty() || stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z');
+            let gone = stat.is_empty()
+                || stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z');
             if gone {
                 return;
             }
-            assert!(Instant::now() < deadline, "garage node {n} (pid {pid}) did not die");
+            assert!(
+                Instant::now() < deadline,
+                "garage node {n} (pid {pid}) did not die"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -199,7 +214,10 @@ impl Garage {
         self.children.lock().unwrap().push(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port(n))).is_err() {
-            assert!(Instant::now() < deadline, "garage node {n} did not come back");
+            assert!(
+                Instant::now() < deadline,
+                "garage node {n} did not come back"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -245,7 +263,11 @@ pub fn client(endpoint: &str, key: &str, secret: &str, region: &str) -> aws_sdk_
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new(region.to_string()))
         .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            key, secret, None, None, "fault-test",
+            key,
+            secret,
+            None,
+            None,
+            "fault-test",
         ))
         .endpoint_url(endpoint)
         .force_path_style(true)
@@ -290,7 +312,12 @@ pub async fn list_all(c: &aws_sdk_s3::Client, bucket: &str) -> Option<BTreeMap<S
 
 /// Open multipart uploads in `bucket`; `None` while the server does not answer.
 pub async fn open_uploads(c: &aws_sdk_s3::Client, bucket: &str) -> Option<Vec<String>> {
-    let out = c.list_multipart_uploads().bucket(bucket).send().await.ok()?;
+    let out = c
+        .list_multipart_uploads()
+        .bucket(bucket)
+        .send()
+        .await
+        .ok()?;
     Some(
         out.uploads()
             .iter()
@@ -326,7 +353,10 @@ pub async fn wait_all(
                 &missing[..missing.len().min(5)]
             );
         }
-        assert!(start.elapsed() < timeout, "bucket not listable within {timeout:?}");
+        assert!(
+            start.elapsed() < timeout,
+            "bucket not listable within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -365,7 +395,9 @@ pub async fn http_get(addr: &str, path: &str) -> String {
         .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or(out)
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(out)
 }
 
 /// The value of metric line `name` (exact name with labels) in a Prometheus text body.
@@ -467,7 +499,14 @@ impl Proxy {
                         _ => Kind::Pass,
                     };
                     let early = r.range(512, 256 << 10);
-                    (kind, if kind == Kind::Reset { Some(early) } else { budget })
+                    (
+                        kind,
+                        if kind == Kind::Reset {
+                            Some(early)
+                        } else {
+                            budget
+                        },
+                    )
                 };
                 let inj = inj.clone();
                 let target = target.clone();
@@ -486,8 +525,7 @@ impl Proxy {
                             slow_down(inbound).await;
                         }
                         Kind::Pass => {
-                            pipe(inbound, &target, plan.rate, budget, Some(&inj.budget_cuts))
-                                .await
+                            pipe(inbound, &target, plan.rate, budget, Some(&inj.budget_cuts)).await
                         }
                     }
                 });
@@ -608,8 +646,11 @@ async fn slow_down(mut inbound: TcpStream) {
     };
     let text = String::from_utf8_lossy(&head[..body_start]).to_ascii_lowercase();
     let header = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(|v| v.trim().to_string()))
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(':')
+                .map(|v| v.trim().to_string())
+        })
     };
     if header("expect").is_none_or(|v| v != "100-continue") {
         let len: usize = header("content-length")
