@@ -35,6 +35,9 @@ mod tests {
             );
         }
         assert!(delay(30, CAP) >= CAP / 2);
+        // Permanent failures: slow, at most ten minutes apart, never given up.
+        let slow = delay(30, PERMANENT_CAP);
+        assert!(slow >= PERMANENT_CAP / 2 && slow <= PERMANENT_CAP);
         assert!(delay(0, CAP) <= BASE);
     }
 }

@@ -568,3 +568,103 @@ async fn periodic_rescan_restores_a_lost_object() {
     });
     agent.stop();
 }
+
+/// Permanent failures: the bucket's grant revoked (access denied), then the bucket deleted (bucket
+/// gone). Each is an ERROR with its reason in the log and the metrics, retried slowly, and the file
+/// lands once a person has fixed it.
+#[tokio::test(flavor = "multi_thread")]
+async fn permanent_errors_are_loud_and_never_abandoned() {
+    // A bucket with a global name, so that the garage CLI can change its grants.
+    let garage = std::env::var("TABLESNAP_TEST_GARAGE_BIN").expect("TABLESNAP_TEST_GARAGE_BIN");
+    let cfg = PathBuf::from(std::env::var("TABLESNAP_TEST_GARAGE_DIR").expect("GARAGE_DIR"))
+        .join("node1/garage.toml");
+    let key = std::env::var("AWS_ACCESS_KEY_ID").unwrap();
+    let endpoint = &std::env::var("TABLESNAP_TEST_S3_ENDPOINT").unwrap();
+    let bucket = &format!("perm-{:016x}", rand::random::<u64>());
+    let cli = |args: &[&str]| {
+        let out = Command::new(&garage)
+            .arg("-c")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "garage {args:?}: {out:?}");
+    };
+    let grant = |verb: &str| {
+        cli(&[
+            "bucket", verb, "--read", "--write", "--owner", bucket, "--key", &key,
+        ]);
+    };
+    cli(&["bucket", "create", bucket]);
+    grant("allow");
+    let b = Backend::Garage {
+        endpoint: endpoint.clone(),
+        bucket: bucket.clone(),
+    };
+    let c = shared_client(endpoint);
+    let d = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let agent = Agent::start(
+        &b,
+        &["--without-index", "--http-listen", &addr],
+        &[d.path()],
+    );
+    let mut want = BTreeMap::new();
+    let mut fixed = 0;
+    for (i, reason) in ["permission", "not_found"].into_iter().enumerate() {
+        if reason == "permission" {
+            grant("deny");
+        } else {
+            // Empty it (the first file), then delete it.
+            for k in list_all(&c, bucket).await.unwrap().keys() {
+                c.delete_object()
+                    .bucket(bucket)
+                    .key(k)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            cli(&["bucket", "delete", "--yes", bucket]);
+            want.clear();
+        }
+        let body = data(3000, i as u64);
+        let p = write_rename(d.path(), &format!("perm-{i}.db"), &body);
+        let path = p.display().to_string();
+        agent.wait_for(Duration::from_secs(30), |l| {
+            l.iter()
+                .filter(|v| {
+                    v["level"] == "ERROR" && v["reason"] == reason && v["path"] == path.as_str()
+                })
+                .count()
+                >= 2
+        });
+        let m = http_get(&addr, "/metrics").await;
+        let n = metric(
+            &m,
+            &format!("tablesnap_upload_failures_total{{reason=\"{reason}\"}}"),
+        )
+        .unwrap_or(0.0);
+        assert!(n >= 2.0, "{reason} failures in metrics: {m}");
+        // A person fixes it; the agent has not given up.
+        if reason == "permission" {
+            grant("allow");
+        } else {
+            cli(&["bucket", "create", bucket]);
+            grant("allow");
+        }
+        want.insert(format!("testhost:{path}"), body);
+        wait_all(&c, bucket, &want, Duration::from_secs(60)).await;
+        fixed += 1;
+    }
+    let (verified, lost) = verify(&c, bucket, &want).await;
+    report(&Outcome {
+        fault: "access denied, then bucket deleted (permanent errors)".into(),
+        injected: 2,
+        expected: 2,
+        verified: fixed,
+        lost: 2 - fixed,
+        note: "ERROR with reason in log and metrics, retried slowly, landed once fixed".into(),
+    });
+    assert_eq!((verified, lost), (want.len(), 0));
+    agent.stop();
+}
