@@ -668,3 +668,62 @@ async fn permanent_errors_are_loud_and_never_abandoned() {
     assert_eq!((verified, lost), (want.len(), 0));
     agent.stop();
 }
+
+/// Multipart uploads nobody will finish (left by a killed run) are aborted by the rescans; those
+/// of other hosts' prefixes are left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn rescans_abort_multipart_uploads_left_by_a_killed_run() {
+    let b = Backend::garage().await;
+    let Backend::Garage { endpoint, bucket } = &b else {
+        unreachable!()
+    };
+    let c = shared_client(endpoint);
+    let d = tempfile::tempdir().unwrap();
+    let ours = format!("testhost:{}/left-by-a-killed-run.db", d.path().display());
+    let theirs = format!("otherhost:{}/in-progress-elsewhere.db", d.path().display());
+    for k in [&ours, &theirs] {
+        c.create_multipart_upload()
+            .bucket(bucket)
+            .key(k)
+            .send()
+            .await
+            .unwrap();
+    }
+    // --request-timeout 1: an upload older than 6 s cannot be one this run is still creating.
+    let agent = Agent::start(
+        &b,
+        &["--rescan-interval", "1", "--request-timeout", "1"],
+        &[d.path()],
+    );
+    let start = Instant::now();
+    loop {
+        let open = open_uploads(&c, bucket).await.unwrap_or_default();
+        if !open.contains(&ours) {
+            assert_eq!(
+                open,
+                vec![theirs.clone()],
+                "another host's upload must stay"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the killed run's upload is still open: {open:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    agent.wait_for(Duration::from_secs(5), |l| {
+        l.iter().any(|v| {
+            v["message"] == "aborting an unfinished multipart upload" && v["key"] == ours.as_str()
+        })
+    });
+    report(&Outcome {
+        fault: "multipart upload left open by a killed run".into(),
+        injected: 1,
+        expected: 0,
+        verified: 0,
+        lost: 0,
+        note: "aborted by a rescan; another host's upload left alone".into(),
+    });
+    agent.stop();
+}
