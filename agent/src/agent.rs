@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +50,10 @@ pub struct Ctx {
     visited: Mutex<HashSet<PathBuf>>,
     /// Staging directory of each watched root (cassandra mode).
     staging: Vec<(PathBuf, PathBuf)>,
+    /// An overflow asked for a rescan that has not started yet.
+    overflow_wanted: AtomicBool,
+    /// An overflow rescan task is running.
+    overflow_running: AtomicBool,
 }
 
 impl Ctx {
@@ -201,6 +206,8 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
         dir_locks: Mutex::default(),
         visited: Mutex::default(),
         staging,
+        overflow_wanted: AtomicBool::new(false),
+        overflow_running: AtomicBool::new(false),
     });
     ctx.stats.beat_event_loop();
     ctx.stats.beat_uploader();
@@ -214,6 +221,19 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
     if ctx.cfg.backup {
         let c = ctx.clone();
         tokio::spawn(async move { rescan(&c, "start").await });
+    }
+    if let Some(every) = ctx.cfg.rescan_interval {
+        // One scan at a time: the next waits for the last to finish (it retries while the
+        // bucket does not answer).
+        let c = ctx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                rescan(&c, "periodic").await;
+            }
+        });
     }
 
     // The watch loop runs here until the first signal.
@@ -288,8 +308,7 @@ async fn on_event(ctx: &Arc<Ctx>, watcher: &mut Watcher, ev: WatchEvent) {
         WatchEvent::Overflow => {
             ctx.stats.overflows.inc();
             tracing::warn!("inotify queue overflowed; rescanning every watched path");
-            let c = ctx.clone();
-            tokio::spawn(async move { rescan(&c, "overflow").await });
+            overflow_rescan(ctx);
         }
         WatchEvent::Fs { path, what, is_dir } => {
             let cfg = &ctx.cfg;
@@ -364,6 +383,30 @@ async fn ship_existing(ctx: &Arc<Ctx>, dir: &Path) {
     }
 }
 
+/// Asks for a rescan after an overflow. Overflows come in storms: while one rescan runs, those
+/// that follow fold into one more rescan after it, never into one each.
+fn overflow_rescan(ctx: &Arc<Ctx>) {
+    ctx.overflow_wanted.store(true, Ordering::SeqCst);
+    if ctx.overflow_running.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let c = ctx.clone();
+    tokio::spawn(async move {
+        loop {
+            while c.overflow_wanted.swap(false, Ordering::SeqCst) {
+                rescan(&c, "overflow").await;
+            }
+            c.overflow_running.store(false, Ordering::SeqCst);
+            // An overflow that came after the last check and saw us running is ours to serve.
+            if !c.overflow_wanted.load(Ordering::SeqCst)
+                || c.overflow_running.swap(true, Ordering::SeqCst)
+            {
+                break;
+            }
+        }
+    });
+}
+
 /// Compares every watched root with the bucket, retrying until the bucket answers.
 async fn rescan(ctx: &Arc<Ctx>, why: &'static str) {
     for root in &ctx.cfg.paths {
@@ -391,6 +434,16 @@ async fn rescan(ctx: &Arc<Ctx>, why: &'static str) {
                         .scan_millis
                         .get_or_create(&crate::metrics::WhyLabel { why })
                         .set(started.elapsed().as_millis() as i64);
+                    let prefix = ctx.cfg.keys.dir_prefix(root);
+                    match ctx.store.tidy(&prefix).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(why, path = %root.display(), aborted = n, "aborted unfinished multipart uploads")
+                        }
+                        Err(e) => {
+                            tracing::warn!(why, path = %root.display(), error = %e, "could not list unfinished multipart uploads")
+                        }
+                    }
                     break;
                 }
                 Err(e) => {
@@ -468,7 +521,14 @@ async fn job(ctx: &Arc<Ctx>, work: Work) {
                 *n += 1;
                 *n
             };
-            let delay = crate::retry::delay(attempt - 1, crate::retry::CAP);
+            // Transient failures are retried soon; the others (access denied, bucket gone, an
+            // unreadable file) need a person: loud, and retried slowly, never dropped.
+            let cap = if e.is_retryable() {
+                crate::retry::CAP
+            } else {
+                crate::retry::PERMANENT_CAP
+            };
+            let delay = crate::retry::delay(attempt - 1, cap);
             let path = work.path().display().to_string();
             if e.is_retryable() {
                 tracing::warn!(path, error = %e, attempt, retry_in = ?delay, "upload failed; will retry");

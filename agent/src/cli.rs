@@ -192,6 +192,24 @@ pub struct Args {
     #[arg(long = "log-format", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
+    /// Seconds between periodic comparisons of the disk with the bucket (by LIST), which queue
+    /// whatever inotify missed or the bucket lost; 0 turns them off.
+    #[arg(
+        long = "rescan-interval",
+        default_value = "300",
+        value_name = "SECONDS"
+    )]
+    pub rescan_interval: u64,
+
+    /// Seconds one storage request (one part, at most --multipart-chunk-size MiB) may take before
+    /// it is abandoned as stalled and retried.
+    #[arg(
+        long = "request-timeout",
+        default_value = "120",
+        value_name = "SECONDS"
+    )]
+    pub request_timeout: u64,
+
     /// Seconds to let queued and in-flight uploads finish after SIGTERM/SIGINT.
     #[arg(
         long = "shutdown-timeout",

@@ -47,6 +47,24 @@ fn python_defaults() {
     assert!(c.filter.accepts("/a/b-Data.db") && !c.filter.accepts("/a/b-tmp-Data.db"));
 }
 
+/// The fault-handling flags (not in the Python tool): defaults, and 0 turning rescans off.
+#[test]
+fn rescan_interval_and_request_timeout() {
+    use std::time::Duration;
+    let c = parse(&[]);
+    assert_eq!(c.rescan_interval, Some(Duration::from_secs(300)));
+    let StoreLocation::S3(s3) = &c.store else {
+        panic!("s3 expected")
+    };
+    assert_eq!(s3.request_timeout, Some(Duration::from_secs(120)));
+    let c = parse(&["--rescan-interval", "0", "--request-timeout", "7"]);
+    assert_eq!(c.rescan_interval, None);
+    let StoreLocation::S3(s3) = &c.store else {
+        panic!("s3 expected")
+    };
+    assert_eq!(s3.request_timeout, Some(Duration::from_secs(7)));
+}
+
 /// Each Python flag, short and long, and what it must mean.
 #[test]
 fn python_flags_table() {
@@ -232,6 +250,10 @@ fn bad_input_one_line_exit_2_nothing_written() {
         (
             vec!["--listen-events", "IN_DELETE", &bucket, w],
             "IN_DELETE",
+        ),
+        (
+            vec!["--request-timeout", "0", &bucket, w],
+            "--request-timeout 0",
         ),
         (
             vec!["--endpoint-url", "not a url", "bucket-x", w],

@@ -2,6 +2,7 @@
 //! and waiting for conditions with a deadline (never a fixed sleep).
 #![allow(dead_code, unused_macros)]
 
+pub mod fault;
 pub mod sim;
 
 /// Runs each named `async fn(Backend)` twice: against a fresh Garage bucket and a fresh local
@@ -102,6 +103,7 @@ impl Backend {
                 force_path_style: true,
                 credentials: None,
                 max_attempts: 3,
+                request_timeout: None,
             }),
             Backend::Local { dir } => StoreLocation::Local(dir.path().join("store")),
         };
