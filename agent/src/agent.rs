@@ -185,7 +185,7 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
     for root in &cfg.paths {
         watched.push((root, watcher.add_tree(root, cfg.recursive, &skip)?.len()));
     }
-    if !wait_for_store(&store, &mut signals).await? {
+    if !wait_for_store(&store, cfg.wait_for_bucket, &mut signals).await? {
         return Ok(());
     }
     for (root, n) in watched {
@@ -282,13 +282,26 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
 
 /// Checks the bucket once at start. Wrong names and refused credentials are errors; a store that
 /// does not answer is waited for. Returns `false` when a signal came while waiting.
-async fn wait_for_store(store: &Store, signals: &mut mpsc::Receiver<()>) -> Result<bool> {
+async fn wait_for_store(
+    store: &Store,
+    wait_for_bucket: bool,
+    signals: &mut mpsc::Receiver<()>,
+) -> Result<bool> {
     let mut attempt = 0;
     loop {
         match store.check().await {
             Ok(()) => return Ok(true),
-            Err(e @ (Error::NotFound(_) | Error::Permission(_))) => {
+            Err(e @ (Error::NotFound(_) | Error::Permission(_))) if !wait_for_bucket => {
                 return Err(Error::InvalidConfig(e.to_string()));
+            }
+            Err(e @ (Error::NotFound(_) | Error::Permission(_))) => {
+                let delay = crate::retry::delay(attempt, crate::retry::PERMANENT_CAP);
+                tracing::error!(error = %e, reason = e.reason(), retry_in = ?delay, "the bucket refuses us; nothing ships until this is fixed");
+                attempt += 1;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = signals.recv() => return Ok(false),
+                }
             }
             Err(e) => {
                 let delay = crate::retry::delay(attempt, Duration::from_secs(30));

@@ -217,4 +217,10 @@ pub struct Args {
         value_name = "SECONDS"
     )]
     pub shutdown_timeout: u64,
+
+    /// At start, treat a missing bucket or refused credentials like an unreachable store: log an
+    /// error and try again until it works, instead of exiting with code 2. For sidecars, which
+    /// must never crash-loop.
+    #[arg(long = "wait-for-bucket")]
+    pub wait_for_bucket: bool,
 }

@@ -156,6 +156,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Grace period at shutdown.
     pub shutdown_timeout: std::time::Duration,
+    /// At start, wait for a missing bucket or refused credentials instead of exiting.
+    pub wait_for_bucket: bool,
     /// Time between periodic rescans; `None` when turned off.
     pub rescan_interval: Option<std::time::Duration>,
     /// Whether a secret was passed on the command line (worth a warning).
@@ -280,6 +282,7 @@ impl TryFrom<Args> for Config {
             http_listen,
             log_format: a.log_format,
             shutdown_timeout: std::time::Duration::from_secs(a.shutdown_timeout),
+            wait_for_bucket: a.wait_for_bucket,
             rescan_interval: (a.rescan_interval > 0)
                 .then(|| std::time::Duration::from_secs(a.rescan_interval)),
             secret_on_command_line: a.aws_secret.is_some(),

@@ -319,3 +319,54 @@ async fn missing_bucket_and_refused_credentials_exit_2_with_the_server_reason() 
         "secret leaked: {err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_for_bucket_keeps_running_and_ships_once_the_bucket_exists() {
+    let endpoint = std::env::var("TABLESNAP_TEST_S3_ENDPOINT")
+        .expect("TABLESNAP_TEST_S3_ENDPOINT (run e2e/test.sh)");
+    let bucket = format!("late-{:012x}", rand::random::<u64>() >> 16);
+    let d = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(support::bin());
+    cmd.args([
+        "--log-format",
+        "json",
+        "-n",
+        "testhost",
+        "--wait-for-bucket",
+        "--endpoint-url",
+        &endpoint,
+        &bucket,
+    ])
+    .arg(d.path());
+    let mut agent = support::Agent::spawn(cmd);
+    agent.wait_for(std::time::Duration::from_secs(30), |l| {
+        l.iter().any(|v| {
+            v["level"] == "ERROR"
+                && v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("bucket refuses us"))
+        })
+    });
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "it must not exit: {}",
+        agent.log()
+    );
+    let f = d.path().join("a-Data.db");
+    std::fs::write(&f, b"late bucket").unwrap();
+    support::s3_client(&endpoint)
+        .await
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let store = support::Backend::Garage { endpoint, bucket }.store().await;
+    support::wait_object(&store, &format!("testhost:{}", f.display()), 11).await;
+    agent.term();
+    assert!(
+        agent
+            .wait_exit(std::time::Duration::from_secs(30))
+            .success()
+    );
+}
