@@ -41,6 +41,10 @@ fn rendered_agent_arguments_are_accepted_by_the_agent() {
             cfg.http_listen.is_some(),
             "liveness needs the health endpoint: {argv:?}"
         );
+        assert!(
+            cfg.wait_for_bucket,
+            "a sidecar never exits over a bucket problem: {argv:?}"
+        );
         assert_eq!(
             cfg.mode == tablesnap::cli::Mode::Cassandra,
             ts.spec.mode.as_str() == "cassandra",
