@@ -4,7 +4,9 @@
 #     kubernetes-validate and helm-python-sdk),
 #   - starts a Garage S3 server on loopback,
 #   - runs formatting and lint checks, every Rust test (unit, behaviour against Garage and
-#     file://, operator) and the Python tests (boto3 reader, Kubernetes manifests),
+#     file://, Cassandra simulator, restore, retention, fault injection, operator) and the Python
+#     tests (boto3 reader, Python-layout restore, Kubernetes manifests); prints the fault report,
+#     which fails the run if any file was lost,
 #   - runs the real-cluster e2e, which says that it skipped when no cluster is reachable.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -31,11 +33,16 @@ step "starting Garage"
 eval "$(e2e/scripts/garage.sh start "$work/garage")"
 
 step "Rust tests"
+export TABLESNAP_FAULT_REPORT="$work/fault-report.jsonl"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+step "fault report (README \"Reliability\")"
+mkdir -p target
+python3 e2e/scripts/fault-report.py "$TABLESNAP_FAULT_REPORT" | tee target/fault-report.md
 
 step "Python tests"
 export TABLESNAP_BIN="$root/target/debug/tablesnap"

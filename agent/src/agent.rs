@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +50,10 @@ pub struct Ctx {
     visited: Mutex<HashSet<PathBuf>>,
     /// Staging directory of each watched root (cassandra mode).
     staging: Vec<(PathBuf, PathBuf)>,
+    /// An overflow asked for a rescan that has not started yet.
+    overflow_wanted: AtomicBool,
+    /// An overflow rescan task is running.
+    overflow_running: AtomicBool,
 }
 
 impl Ctx {
@@ -134,6 +139,7 @@ impl Ctx {
 
 /// Runs the agent until `shutdown` resolves (first signal), then drains within the grace period.
 pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
+    tracing::debug!(config = ?cfg, "configuration");
     let opts = StoreOptions {
         sizing: cfg.sizing,
         write: cfg.write.clone(),
@@ -179,7 +185,7 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
     for root in &cfg.paths {
         watched.push((root, watcher.add_tree(root, cfg.recursive, &skip)?.len()));
     }
-    if !wait_for_store(&store, &mut signals).await? {
+    if !wait_for_store(&store, cfg.wait_for_bucket, &mut signals).await? {
         return Ok(());
     }
     for (root, n) in watched {
@@ -200,6 +206,8 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
         dir_locks: Mutex::default(),
         visited: Mutex::default(),
         staging,
+        overflow_wanted: AtomicBool::new(false),
+        overflow_running: AtomicBool::new(false),
     });
     ctx.stats.beat_event_loop();
     ctx.stats.beat_uploader();
@@ -213,6 +221,19 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
     if ctx.cfg.backup {
         let c = ctx.clone();
         tokio::spawn(async move { rescan(&c, "start").await });
+    }
+    if let Some(every) = ctx.cfg.rescan_interval {
+        // One scan at a time: the next waits for the last to finish (it retries while the
+        // bucket does not answer).
+        let c = ctx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                rescan(&c, "periodic").await;
+            }
+        });
     }
 
     // The watch loop runs here until the first signal.
@@ -261,13 +282,26 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
 
 /// Checks the bucket once at start. Wrong names and refused credentials are errors; a store that
 /// does not answer is waited for. Returns `false` when a signal came while waiting.
-async fn wait_for_store(store: &Store, signals: &mut mpsc::Receiver<()>) -> Result<bool> {
+async fn wait_for_store(
+    store: &Store,
+    wait_for_bucket: bool,
+    signals: &mut mpsc::Receiver<()>,
+) -> Result<bool> {
     let mut attempt = 0;
     loop {
         match store.check().await {
             Ok(()) => return Ok(true),
-            Err(e @ (Error::NotFound(_) | Error::Permission(_))) => {
+            Err(e @ (Error::NotFound(_) | Error::Permission(_))) if !wait_for_bucket => {
                 return Err(Error::InvalidConfig(e.to_string()));
+            }
+            Err(e @ (Error::NotFound(_) | Error::Permission(_))) => {
+                let delay = crate::retry::delay(attempt, crate::retry::PERMANENT_CAP);
+                tracing::error!(error = %e, reason = e.reason(), retry_in = ?delay, "the bucket refuses us; nothing ships until this is fixed");
+                attempt += 1;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = signals.recv() => return Ok(false),
+                }
             }
             Err(e) => {
                 let delay = crate::retry::delay(attempt, Duration::from_secs(30));
@@ -287,8 +321,7 @@ async fn on_event(ctx: &Arc<Ctx>, watcher: &mut Watcher, ev: WatchEvent) {
         WatchEvent::Overflow => {
             ctx.stats.overflows.inc();
             tracing::warn!("inotify queue overflowed; rescanning every watched path");
-            let c = ctx.clone();
-            tokio::spawn(async move { rescan(&c, "overflow").await });
+            overflow_rescan(ctx);
         }
         WatchEvent::Fs { path, what, is_dir } => {
             let cfg = &ctx.cfg;
@@ -363,6 +396,30 @@ async fn ship_existing(ctx: &Arc<Ctx>, dir: &Path) {
     }
 }
 
+/// Asks for a rescan after an overflow. Overflows come in storms: while one rescan runs, those
+/// that follow fold into one more rescan after it, never into one each.
+fn overflow_rescan(ctx: &Arc<Ctx>) {
+    ctx.overflow_wanted.store(true, Ordering::SeqCst);
+    if ctx.overflow_running.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let c = ctx.clone();
+    tokio::spawn(async move {
+        loop {
+            while c.overflow_wanted.swap(false, Ordering::SeqCst) {
+                rescan(&c, "overflow").await;
+            }
+            c.overflow_running.store(false, Ordering::SeqCst);
+            // An overflow that came after the last check and saw us running is ours to serve.
+            if !c.overflow_wanted.load(Ordering::SeqCst)
+                || c.overflow_running.swap(true, Ordering::SeqCst)
+            {
+                break;
+            }
+        }
+    });
+}
+
 /// Compares every watched root with the bucket, retrying until the bucket answers.
 async fn rescan(ctx: &Arc<Ctx>, why: &'static str) {
     for root in &ctx.cfg.paths {
@@ -390,6 +447,16 @@ async fn rescan(ctx: &Arc<Ctx>, why: &'static str) {
                         .scan_millis
                         .get_or_create(&crate::metrics::WhyLabel { why })
                         .set(started.elapsed().as_millis() as i64);
+                    let prefix = ctx.cfg.keys.dir_prefix(root);
+                    match ctx.store.tidy(&prefix).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(why, path = %root.display(), aborted = n, "aborted unfinished multipart uploads")
+                        }
+                        Err(e) => {
+                            tracing::warn!(why, path = %root.display(), error = %e, "could not list unfinished multipart uploads")
+                        }
+                    }
                     break;
                 }
                 Err(e) => {
@@ -467,7 +534,14 @@ async fn job(ctx: &Arc<Ctx>, work: Work) {
                 *n += 1;
                 *n
             };
-            let delay = crate::retry::delay(attempt - 1, crate::retry::CAP);
+            // Transient failures are retried soon; the others (access denied, bucket gone, an
+            // unreadable file) need a person: loud, and retried slowly, never dropped.
+            let cap = if e.is_retryable() {
+                crate::retry::CAP
+            } else {
+                crate::retry::PERMANENT_CAP
+            };
+            let delay = crate::retry::delay(attempt - 1, cap);
             let path = work.path().display().to_string();
             if e.is_retryable() {
                 tracing::warn!(path, error = %e, attempt, retry_in = ?delay, "upload failed; will retry");

@@ -60,6 +60,17 @@ pub async fn ship_dir(ctx: &Arc<Ctx>, dir: &Path) -> Result<Shipped> {
     }
 }
 
+/// The complete SSTables of `dir` whose every file the include/exclude rule accepts.
+fn shippable(ctx: &Ctx, dir: &Path, st: &DirState) -> Vec<SSTable> {
+    let mut ready = complete(dir, st);
+    ready.retain(|s| {
+        s.names
+            .iter()
+            .all(|n| ctx.cfg.filter.accepts(&dir.join(n).to_string_lossy()))
+    });
+    ready
+}
+
 /// Reads names, TOCs and transaction logs of `dir`.
 fn read_state(dir: &Path) -> std::io::Result<DirState> {
     let mut st = DirState::default();
@@ -236,7 +247,7 @@ async fn upload_pinned(
 async fn ship_sstables(ctx: &Arc<Ctx>, dir: &Path, backups: bool) -> Result<Shipped> {
     let mut done = Shipped::default();
     let st = state(dir).await?;
-    let ready = complete(dir, &st);
+    let ready = shippable(ctx, dir, &st);
     if ready.is_empty() {
         return Ok(done);
     }
@@ -263,7 +274,7 @@ async fn ship_sstables(ctx: &Arc<Ctx>, dir: &Path, backups: bool) -> Result<Ship
             // The live set now, restricted to SSTables whose every file is in the bucket.
             let now = state(dir).await?;
             let mut names = Vec::new();
-            for s in complete(dir, &now) {
+            for s in shippable(ctx, dir, &now) {
                 if s.names.iter().all(|n| {
                     now.files
                         .get(n)
@@ -329,6 +340,9 @@ async fn ship_snapshot(ctx: &Arc<Ctx>, tag: &Path) -> Result<Shipped> {
     };
     if is_ephemeral(tag) {
         tracing::debug!(snapshot = %tag.display(), "ephemeral snapshot skipped");
+        return Ok(done);
+    }
+    if !ctx.cfg.filter.accepts(&manifest.to_string_lossy()) {
         return Ok(done);
     }
     // schema.cql follows manifest.json: give it a moment, then ship without it.

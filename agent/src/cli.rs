@@ -140,6 +140,7 @@ pub struct Args {
     pub md5_on_start: bool,
 
     /// Which events to listen on; can be given several times [default: IN_MOVED_TO IN_CLOSE_WRITE].
+    /// Generic mode only: cassandra mode follows every create, close and rename itself.
     #[arg(long = "listen-events", value_enum, action = clap::ArgAction::Append, value_name = "EVENT")]
     pub listen_events: Vec<ListenEvent>,
 
@@ -149,6 +150,7 @@ pub struct Args {
 
     /// Exclude files matching this regular expression from upload (can be given several times).
     /// If neither exclude nor include is given, files whose path contains "-tmp" are excluded.
+    /// In cassandra mode an SSTable ships only if the rule accepts every one of its files.
     #[arg(short = 'e', long, value_name = "REGEX", conflicts_with = "include", action = clap::ArgAction::Append)]
     pub exclude: Vec<String>,
 
@@ -190,6 +192,24 @@ pub struct Args {
     #[arg(long = "log-format", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
+    /// Seconds between periodic comparisons of the disk with the bucket (by LIST), which queue
+    /// whatever inotify missed or the bucket lost; 0 turns them off.
+    #[arg(
+        long = "rescan-interval",
+        default_value = "300",
+        value_name = "SECONDS"
+    )]
+    pub rescan_interval: u64,
+
+    /// Seconds one storage request (one part, at most --multipart-chunk-size MiB) may take before
+    /// it is abandoned as stalled and retried.
+    #[arg(
+        long = "request-timeout",
+        default_value = "120",
+        value_name = "SECONDS"
+    )]
+    pub request_timeout: u64,
+
     /// Seconds to let queued and in-flight uploads finish after SIGTERM/SIGINT.
     #[arg(
         long = "shutdown-timeout",
@@ -197,4 +217,10 @@ pub struct Args {
         value_name = "SECONDS"
     )]
     pub shutdown_timeout: u64,
+
+    /// At start, treat a missing bucket or refused credentials like an unreachable store: log an
+    /// error and try again until it works, instead of exiting with code 2. For sidecars, which
+    /// must never crash-loop.
+    #[arg(long = "wait-for-bucket")]
+    pub wait_for_bucket: bool,
 }

@@ -72,6 +72,9 @@ pub struct S3Settings {
     pub credentials: Option<StaticCredentials>,
     /// Attempts per request inside the SDK.
     pub max_attempts: u32,
+    /// Longest time one request attempt may take (a stalled connection is abandoned after it);
+    /// `None` means the SDK's default (none).
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 /// How objects are written: storage class and encryption.
@@ -153,6 +156,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Grace period at shutdown.
     pub shutdown_timeout: std::time::Duration,
+    /// At start, wait for a missing bucket or refused credentials instead of exiting.
+    pub wait_for_bucket: bool,
+    /// Time between periodic rescans; `None` when turned off.
+    pub rescan_interval: Option<std::time::Duration>,
     /// Whether a secret was passed on the command line (worth a warning).
     pub secret_on_command_line: bool,
 }
@@ -187,8 +194,16 @@ impl TryFrom<Args> for Config {
             ));
         }
 
+        if a.request_timeout == 0 {
+            return Err(bad(
+                "--request-timeout 0: must be at least 1 (seconds one request may take)".into(),
+            ));
+        }
         let filter = Filter::new(&a.include, &a.exclude)?;
-        let store = parse_store(&a)?;
+        let mut store = parse_store(&a)?;
+        if let StoreLocation::S3(s) = &mut store {
+            s.request_timeout = Some(std::time::Duration::from_secs(a.request_timeout));
+        }
         let paths = a
             .paths
             .iter()
@@ -267,6 +282,9 @@ impl TryFrom<Args> for Config {
             http_listen,
             log_format: a.log_format,
             shutdown_timeout: std::time::Duration::from_secs(a.shutdown_timeout),
+            wait_for_bucket: a.wait_for_bucket,
+            rescan_interval: (a.rescan_interval > 0)
+                .then(|| std::time::Duration::from_secs(a.rescan_interval)),
             secret_on_command_line: a.aws_secret.is_some(),
         })
     }
@@ -401,6 +419,7 @@ pub fn store_location(a: &StoreArgs) -> Result<StoreLocation> {
         endpoint,
         credentials,
         max_attempts: u32::try_from(a.retries).unwrap_or(u32::MAX),
+        request_timeout: None,
     }))
 }
 

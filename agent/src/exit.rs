@@ -1,4 +1,4 @@
-//! Exit codes shared by the restore and retention binaries: 0 done, 1 failed (the summary says
+//! Exit codes shared by the binaries: 0 done, 1 failed (the summary says
 //! what), 2 bad input (one line naming the bad value).
 
 use std::process::ExitCode;

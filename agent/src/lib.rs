@@ -3,7 +3,7 @@
 //! The agent's data flow, one module per stage: [`watch`] (inotify) → [`classify`] →
 //! [`queue`] → [`upload`] (to a [`store`]) → [`index`]; in cassandra mode [`sstable`] names,
 //! [`ready`] decides, [`stage`] pins and [`cassandra`] ships whole SSTables; [`scan`] compares disk
-//! and bucket at start and after overflows; [`agent`] wires the stages and shuts them down in order.
+//! and bucket at start, after overflows and every `--rescan-interval`; [`agent`] wires the stages and shuts them down in order.
 //! The restore and retention tools live in [`restore`] and [`retention`].
 
 pub mod agent;

@@ -64,10 +64,7 @@ pub fn complete(dir: &Path, st: &DirState) -> Vec<SSTable> {
         }
         if family == Family::Transactional {
             let p = full(&prefix);
-            let uncommitted = st
-                .txns
-                .iter()
-                .any(|t| !t.committed && t.adds.contains(&p));
+            let uncommitted = st.txns.iter().any(|t| !t.committed && t.adds.contains(&p));
             let obsolete = st
                 .txns
                 .iter()

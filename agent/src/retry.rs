@@ -4,8 +4,11 @@ use std::time::Duration;
 
 /// First delay.
 pub const BASE: Duration = Duration::from_millis(200);
-/// Longest delay between two attempts.
+/// Longest delay between two attempts after a transient failure.
 pub const CAP: Duration = Duration::from_secs(60);
+/// Longest delay after a failure a retry will not fix by itself (access denied, bucket gone, an
+/// unreadable file): slow, but never given up.
+pub const PERMANENT_CAP: Duration = Duration::from_secs(600);
 
 /// The delay before attempt `attempt + 1` (attempt counts from 0): `BASE * 2^attempt`, capped,
 /// with "equal jitter" (half fixed, half random) so that many clients do not retry in step.
@@ -32,6 +35,9 @@ mod tests {
             );
         }
         assert!(delay(30, CAP) >= CAP / 2);
+        // Permanent failures: slow, at most ten minutes apart, never given up.
+        let slow = delay(30, PERMANENT_CAP);
+        assert!(slow >= PERMANENT_CAP / 2 && slow <= PERMANENT_CAP);
         assert!(delay(0, CAP) <= BASE);
     }
 }

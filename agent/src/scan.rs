@@ -1,4 +1,5 @@
-//! Comparing the disk with the bucket: at start with `-B` and after an inotify overflow. The bucket
+//! Comparing the disk with the bucket: at start with `-B`, after an inotify overflow and every
+//! `--rescan-interval`. The bucket
 //! side is one LIST of each watched root's key prefix (a request per 1,000 keys), never a request
 //! per file.
 
@@ -157,6 +158,9 @@ pub async fn reconcile(ctx: &Arc<Ctx>, root: &Path, recursive: bool) -> Result<S
                 let _ = ctx.index_tx.send(IndexMsg::Want(path)).await;
             }
         } else {
+            // Missing from the bucket (lost, or deleted behind our back) even if we shipped it
+            // once: forget that, or the upload would be skipped as already done.
+            ctx.shipped.remove(&path);
             stats.queued += 1;
             ctx.enqueue(path).await;
         }

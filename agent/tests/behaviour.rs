@@ -1,6 +1,7 @@
 //! The agent's behaviour, one suite run against both store backends: a real Garage S3 server and
 //! the local directory store.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -9,17 +10,6 @@ use support::*;
 use tablesnap::meta::StatMeta;
 
 const T: Duration = Duration::from_secs(30);
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod garage {
-            $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::Backend::garage().await).await } )*
-        }
-        mod local {
-            $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::Backend::local()).await } )*
-        }
-    };
-}
 
 both_backends!(
     rename_gives_key_metadata_and_index,
@@ -32,6 +22,7 @@ both_backends!(
     sigterm_lets_inflight_upload_finish,
     backup_at_start_lists_instead_of_heads,
     health_and_metrics_endpoint,
+    md5_on_start_compares_content,
 );
 
 async fn rename_gives_key_metadata_and_index(b: Backend) {
@@ -503,5 +494,55 @@ async fn health_and_metrics_endpoint(b: Backend) {
         "{m}"
     );
     assert!(!m.contains("m-Data.db"), "no per-file labels");
+    agent.stop();
+}
+
+async fn md5_on_start_compares_content(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("same-size.db");
+    std::fs::write(&p, b"local content").unwrap();
+    let store = b.store().await;
+    let key = format!("testhost:{}", p.display());
+    let old = b"other content";
+    let mut meta = tablesnap::meta::ObjectMeta::default();
+    meta.user.insert("md5sum".into(), md5_hex(old));
+    store
+        .put(
+            &key,
+            tablesnap::store::Source::Memory(bytes::Bytes::from_static(old)),
+            &meta,
+            None,
+        )
+        .await
+        .unwrap();
+
+    // Same size is "already there" by default, as in the Python tool.
+    let agent = Agent::start(&b, &["-B"], &[d.path()]);
+    agent.wait_for(T, |l| l.iter().any(|v| v["message"] == "scan finished"));
+    let scan = agent.messages("scan finished").remove(0);
+    assert_eq!(
+        (scan["present"].as_u64(), scan["queued"].as_u64()),
+        (Some(1), Some(0)),
+        "{scan}"
+    );
+    agent.stop();
+    assert_eq!(&store.get_bytes(&key).await.unwrap()[..], old);
+
+    // --md5-on-start sees that the content differs and ships the local file.
+    let agent = Agent::start(&b, &["-B", "--md5-on-start"], &[d.path()]);
+    agent.wait_for(T, |l| l.iter().any(|v| v["message"] == "scan finished"));
+    let scan = agent.messages("scan finished").remove(0);
+    assert_eq!(
+        (scan["present"].as_u64(), scan["queued"].as_u64()),
+        (Some(0), Some(1)),
+        "{scan}"
+    );
+    eventually(T, "local content shipped", || async {
+        store
+            .get_bytes(&key)
+            .await
+            .is_ok_and(|b| &b[..] == b"local content")
+    })
+    .await;
     agent.stop();
 }

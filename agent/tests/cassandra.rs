@@ -1,6 +1,7 @@
 //! Cassandra mode against the write simulator, on Garage and on the local directory store: only
 //! complete, committed SSTables ship; indexes name exactly the live set, all of it in the bucket.
 
+#[macro_use]
 mod support;
 
 use std::collections::BTreeMap;
@@ -11,17 +12,6 @@ use support::sim::{self, Table, Ver};
 use support::*;
 use tablesnap::store::Store;
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod garage {
-            $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::Backend::garage().await).await } )*
-        }
-        mod local {
-            $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::Backend::local()).await } )*
-        }
-    };
-}
-
 both_backends!(
     flush_ships_only_after_commit_every_family,
     aborts_temporaries_and_logs_never_ship,
@@ -31,6 +21,7 @@ both_backends!(
     snapshots_ship_with_manifest_and_schema,
     random_interleavings_rebuild_the_live_set,
     several_data_directories_and_staging_cleanup,
+    include_rule_selects_whole_sstables,
 );
 
 fn start(b: &Backend, roots: &[&Path], extra: &[&str]) -> Agent {
@@ -437,5 +428,21 @@ async fn several_data_directories_and_staging_cleanup(b: Backend) {
             .iter()
             .any(|k| k.contains(".tablesnap-staging"))
     );
+    agent.stop();
+}
+
+async fn include_rule_selects_whole_sstables(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let mut keep = Table::new(&data, "ks1", "t", Ver::V40, 10);
+    let mut skip = Table::new(&data, "ks2", "t", Ver::V40, 11);
+    let agent = start(&b, &[&data], &["-i", "/ks1/"]);
+    let store = b.store().await;
+    skip.flush();
+    let s = keep.flush();
+    index(&store, &keep.dir, &s.data()).await;
+    assert_shipped(&store, &keep.dir, &keep.live_files()).await;
+    let keys = all_keys(&store).await;
+    assert!(!keys.iter().any(|k| k.contains("/ks2/")), "{keys:#?}");
     agent.stop();
 }

@@ -47,6 +47,24 @@ fn python_defaults() {
     assert!(c.filter.accepts("/a/b-Data.db") && !c.filter.accepts("/a/b-tmp-Data.db"));
 }
 
+/// The fault-handling flags (not in the Python tool): defaults, and 0 turning rescans off.
+#[test]
+fn rescan_interval_and_request_timeout() {
+    use std::time::Duration;
+    let c = parse(&[]);
+    assert_eq!(c.rescan_interval, Some(Duration::from_secs(300)));
+    let StoreLocation::S3(s3) = &c.store else {
+        panic!("s3 expected")
+    };
+    assert_eq!(s3.request_timeout, Some(Duration::from_secs(120)));
+    let c = parse(&["--rescan-interval", "0", "--request-timeout", "7"]);
+    assert_eq!(c.rescan_interval, None);
+    let StoreLocation::S3(s3) = &c.store else {
+        panic!("s3 expected")
+    };
+    assert_eq!(s3.request_timeout, Some(Duration::from_secs(7)));
+}
+
 /// Each Python flag, short and long, and what it must mean.
 #[test]
 fn python_flags_table() {
@@ -234,6 +252,10 @@ fn bad_input_one_line_exit_2_nothing_written() {
             "IN_DELETE",
         ),
         (
+            vec!["--request-timeout", "0", &bucket, w],
+            "--request-timeout 0",
+        ),
+        (
             vec!["--endpoint-url", "not a url", "bucket-x", w],
             "not a url",
         ),
@@ -295,5 +317,56 @@ async fn missing_bucket_and_refused_credentials_exit_2_with_the_server_reason() 
     assert!(
         !err.contains("0000000000000000000000000000000000000000000000000000000000000000"),
         "secret leaked: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_for_bucket_keeps_running_and_ships_once_the_bucket_exists() {
+    let endpoint = std::env::var("TABLESNAP_TEST_S3_ENDPOINT")
+        .expect("TABLESNAP_TEST_S3_ENDPOINT (run e2e/test.sh)");
+    let bucket = format!("late-{:012x}", rand::random::<u64>() >> 16);
+    let d = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(support::bin());
+    cmd.args([
+        "--log-format",
+        "json",
+        "-n",
+        "testhost",
+        "--wait-for-bucket",
+        "--endpoint-url",
+        &endpoint,
+        &bucket,
+    ])
+    .arg(d.path());
+    let mut agent = support::Agent::spawn(cmd);
+    agent.wait_for(std::time::Duration::from_secs(30), |l| {
+        l.iter().any(|v| {
+            v["level"] == "ERROR"
+                && v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("bucket refuses us"))
+        })
+    });
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "it must not exit: {}",
+        agent.log()
+    );
+    let f = d.path().join("a-Data.db");
+    std::fs::write(&f, b"late bucket").unwrap();
+    support::s3_client(&endpoint)
+        .await
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let store = support::Backend::Garage { endpoint, bucket }.store().await;
+    support::wait_object(&store, &format!("testhost:{}", f.display()), 11).await;
+    agent.term();
+    assert!(
+        agent
+            .wait_exit(std::time::Duration::from_secs(30))
+            .success()
     );
 }

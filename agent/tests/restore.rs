@@ -1,6 +1,7 @@
 //! `tableslurp` against both store backends: round trips through the real agent, verification
 //! failures named by key, recursive and commit log restores, ownership, ranged parts.
 
+#[macro_use]
 mod support;
 
 use std::collections::BTreeMap;
@@ -13,17 +14,6 @@ use bytes::Bytes;
 use support::*;
 use tablesnap::meta::{ObjectMeta, stat_json};
 use tablesnap::store::{Source, Store};
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod garage {
-            $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::Backend::garage().await).await } )*
-        }
-        mod local {
-            $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::Backend::local()).await } )*
-        }
-    };
-}
 
 both_backends!(
     every_index_restores_the_disk_as_it_was,

@@ -1,6 +1,7 @@
 //! `tablechop` against both store backends: per-directory mark and sweep, dry run, grace period,
 //! and requests bounded by pages rather than keys.
 
+#[macro_use]
 mod support;
 
 use std::collections::BTreeSet;
@@ -12,17 +13,6 @@ use futures::StreamExt;
 use support::*;
 use tablesnap::meta::ObjectMeta;
 use tablesnap::store::{Source, Store};
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod garage {
-            $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::Backend::garage().await).await } )*
-        }
-        mod local {
-            $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::Backend::local()).await } )*
-        }
-    };
-}
 
 both_backends!(
     quiet_table_keeps_its_live_files,

@@ -1,5 +1,6 @@
 //! S3-only behaviour: a storage endpoint that does not answer is waited for, never a reason to
-//! exit; the file arrives once the endpoint is back.
+//! exit; the file arrives once the endpoint is back. A second signal during a long multipart upload
+//! exits at once, and the unfinished upload never shows under its key.
 
 mod support;
 
@@ -68,4 +69,50 @@ async fn storage_down_at_start_then_back() {
         agent.wait_exit(Duration::from_secs(30))
     };
     assert!(status.success(), "{}", agent.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_signal_exits_at_once() {
+    let b = Backend::garage().await;
+    let d = tempfile::tempdir().unwrap();
+    // Small parts, one at a time: the upload of 256 MiB takes many requests.
+    let mut agent = Agent::start(
+        &b,
+        &[
+            "--max-upload-size",
+            "5",
+            "--multipart-chunk-size",
+            "5",
+            "-t",
+            "1",
+        ],
+        &[d.path()],
+    );
+    let p = write_rename(d.path(), "slow.db", &data(256 << 20, 12));
+    let key = format!("testhost:{}", p.display());
+    agent.wait_for(Duration::from_secs(30), |l| {
+        l.iter()
+            .any(|v| v["message"] == "uploading" && v["key"] == key.as_str())
+    });
+    agent.term();
+    agent.wait_for(Duration::from_secs(10), |l| {
+        l.iter().any(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("shutting down"))
+        })
+    });
+    let started = std::time::Instant::now();
+    agent.term();
+    let status = agent.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130), "{}", agent.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(agent.log().contains("second signal"), "{}", agent.log());
+    // The interrupted multipart upload never became an object under the final key.
+    let store = b.store().await;
+    assert!(store.head(&key).await.unwrap().is_none());
 }

@@ -73,6 +73,10 @@ TOML
       "$bin" -c "$cfg" status >/dev/null 2>&1 && break; sleep 0.1
     done
     ids+=("$id")
+    # `node id` reads the key from disk; wait until the node also answers on its RPC port.
+    for _ in $(seq 100); do
+      "$bin" -c "$cfg" status >/dev/null 2>&1 && break; sleep 0.1
+    done
   done
   for n in $(seq 2 "$nodes"); do "$bin" -c "$first_cfg" node connect "${ids[$((n-1))]}" >/dev/null; done
   for id in "${ids[@]}"; do

@@ -38,6 +38,9 @@ pub fn agent_args(ts: &TableSnap, data: &DataVolume) -> Vec<String> {
         "--mode".into(),
         spec.mode.as_str().into(),
     ];
+    // A sidecar must never crash-loop: a wrong bucket or refused credentials are reported and
+    // waited for instead of ending the process.
+    args.push("--wait-for-bucket".into());
     args.push("--http-listen".into());
     args.push(format!("0.0.0.0:{}", spec.http_port()));
     args.push("--log-format".into());
@@ -365,6 +368,7 @@ mod tests {
                 "$(POD_NAME)",
                 "--mode",
                 "cassandra",
+                "--wait-for-bucket",
                 "--http-listen",
                 "0.0.0.0:9090",
                 "--log-format",

@@ -5,19 +5,18 @@ use std::process::ExitCode;
 use clap::Parser;
 use tablesnap::cli::Args;
 use tablesnap::config::Config;
-use tablesnap::error::Error;
+use tablesnap::exit::{clap_exit, error_exit, runtime};
+
+const NAME: &str = "tablesnap";
 
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(a) => a,
-        Err(e) => return clap_exit(e),
+        Err(e) => return clap_exit(e, NAME),
     };
     let cfg = match Config::try_from(args) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("tablesnap: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return error_exit(&e, NAME),
     };
     tablesnap::logging::init(cfg.log_format, c"tablesnap");
     if cfg.secret_on_command_line {
@@ -26,34 +25,21 @@ fn main() -> ExitCode {
              prefer AWS_SECRET_ACCESS_KEY, a profile, or an instance/pod role"
         );
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(NAME) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tablesnap: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     rt.block_on(async move {
         let signals = match signals() {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("tablesnap: cannot install signal handlers: {e}");
-                return ExitCode::from(1);
+                eprintln!("{NAME}: cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
             }
         };
         match tablesnap::agent::run(cfg, signals).await {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e @ Error::InvalidConfig(_)) => {
-                eprintln!("tablesnap: {e}");
-                ExitCode::from(2)
-            }
-            Err(e) => {
-                eprintln!("tablesnap: {e}");
-                ExitCode::from(1)
-            }
+            Err(e) => error_exit(&e, NAME),
         }
     })
 }
@@ -76,26 +62,4 @@ fn signals() -> std::io::Result<tokio::sync::mpsc::Receiver<()>> {
         }
     });
     Ok(rx)
-}
-
-/// Prints clap's verdict: help and version as they are, errors as one line with exit code 2.
-fn clap_exit(e: clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
-    match e.kind() {
-        ErrorKind::DisplayHelp
-        | ErrorKind::DisplayVersion
-        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = e.print();
-            ExitCode::SUCCESS
-        }
-        _ => {
-            let text = e.render().to_string();
-            let first = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
-            eprintln!("tablesnap: {}", first.trim_start_matches("error: "));
-            ExitCode::from(2)
-        }
-    }
 }

@@ -220,6 +220,15 @@ impl Store {
         }
     }
 
+    /// Aborts multipart uploads below `prefix` that nobody will finish (left by a killed run or a
+    /// failed abort); returns how many. Nothing to do for a local store.
+    pub async fn tidy(&self, prefix: &str) -> Result<usize> {
+        match self {
+            Store::S3(s) => s.tidy(prefix).await,
+            Store::Local(_) => Ok(0),
+        }
+    }
+
     /// Requests made so far, by kind.
     pub fn requests(&self) -> &RequestCounter {
         match self {

@@ -2,9 +2,9 @@
 //! Bodies are streamed from disk; parts in flight are limited globally; a multipart upload that
 //! fails is aborted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -49,6 +49,11 @@ pub struct S3Store {
     opts: StoreOptions,
     parts: Arc<Semaphore>,
     pub(super) requests: Arc<RequestCounter>,
+    /// Ids of the multipart uploads this process is still working on; [`S3Store::tidy`] aborts
+    /// the others.
+    active: Arc<Mutex<HashSet<String>>>,
+    /// Longest time one request attempt may take.
+    request_timeout: Option<Duration>,
 }
 
 impl S3Store {
@@ -59,14 +64,16 @@ impl S3Store {
         let region = RegionProviderChain::first_try(s.region.clone().map(Region::new))
             .or_default_provider()
             .or_else(Region::new("us-east-1"));
+        let mut timeouts = TimeoutConfig::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(t) = s.request_timeout {
+            // One attempt of one request (a part at most): a stalled connection is given up
+            // after it, and the request is tried again.
+            timeouts = timeouts.operation_attempt_timeout(t);
+        }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(region)
             .retry_config(RetryConfig::standard().with_max_attempts(s.max_attempts.max(1)))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .build(),
-            );
+            .timeout_config(timeouts.build());
         if let Some(c) = &s.credentials {
             loader = loader.credentials_provider(Credentials::new(
                 c.access_key.clone(),
@@ -90,6 +97,8 @@ impl S3Store {
             parts: Arc::new(Semaphore::new(opts.max_parts_in_flight.max(1))),
             opts,
             requests: Arc::default(),
+            active: Arc::default(),
+            request_timeout: s.request_timeout,
         })
     }
 
@@ -200,6 +209,10 @@ impl S3Store {
                 ))
             })?
             .to_string();
+        self.active
+            .lock()
+            .expect("poisoned")
+            .insert(upload_id.clone());
 
         let result = self
             .upload_parts(key, path, len, part_size, &upload_id)
@@ -222,7 +235,10 @@ impl S3Store {
                     .send()
                     .await;
                 match done {
-                    Ok(_) => Ok(Written::Multipart(n)),
+                    Ok(_) => {
+                        self.active.lock().expect("poisoned").remove(&upload_id);
+                        Ok(Written::Multipart(n))
+                    }
                     Err(e) => {
                         let err = classify(e, key);
                         self.abort(key, &upload_id).await;
@@ -319,6 +335,9 @@ impl S3Store {
     }
 
     async fn abort(&self, key: &str, upload_id: &str) {
+        // Whatever happens now, this process no longer works on it: a failed abort is retried
+        // by the next tidy.
+        self.active.lock().expect("poisoned").remove(upload_id);
         for attempt in 0..3 {
             self.requests.add(RequestKind::Put, 1);
             match self
@@ -333,7 +352,10 @@ impl S3Store {
                 Ok(_) => return,
                 Err(e) => {
                     let err = classify(e, key);
-                    tracing::warn!(key, upload_id, error = %err, "could not abort multipart upload");
+                    if matches!(err, Error::NotFound(_)) {
+                        return;
+                    }
+                    tracing::warn!(key, upload_id, error = %err, "could not abort multipart upload; the next rescan tries again");
                     if !err.is_retryable() {
                         return;
                     }
@@ -341,6 +363,58 @@ impl S3Store {
                 }
             }
         }
+    }
+
+    /// Aborts the multipart uploads below `prefix` that nobody will finish: not in this process's
+    /// hands and begun longer ago than a CreateMultipartUpload attempt can last (left by a killed
+    /// run, by a failed abort, or created while its answer was lost). Returns how many.
+    pub async fn tidy(&self, prefix: &str) -> Result<usize> {
+        let grace =
+            self.request_timeout.unwrap_or(Duration::from_secs(600)) + Duration::from_secs(5);
+        let before = crate::metrics::now() - grace.as_secs() as i64;
+        let mut stale = Vec::new();
+        let mut key_marker: Option<String> = None;
+        let mut id_marker: Option<String> = None;
+        loop {
+            self.requests.add(RequestKind::List, 1);
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| classify(e, &format!("listing uploads below {prefix}")))?;
+            let active = self.active.lock().expect("poisoned").clone();
+            for u in page.uploads() {
+                let (Some(k), Some(id)) = (u.key(), u.upload_id()) else {
+                    continue;
+                };
+                let old = u.initiated().is_none_or(|t| t.secs() < before);
+                if old && !active.contains(id) {
+                    stale.push((k.to_string(), id.to_string()));
+                }
+            }
+            match (page.is_truncated(), page.next_key_marker()) {
+                (Some(true), Some(k)) => {
+                    key_marker = Some(k.to_string());
+                    id_marker = page.next_upload_id_marker().map(str::to_string);
+                }
+                _ => break,
+            }
+        }
+        let n = stale.len();
+        for (key, id) in stale {
+            tracing::info!(
+                key,
+                upload_id = id,
+                "aborting an unfinished multipart upload"
+            );
+            self.abort(&key, &id).await;
+        }
+        Ok(n)
     }
 
     /// ListObjectsV2 over every page of `prefix`.
@@ -579,6 +653,9 @@ where
                 _ => Error::Storage(text),
             }
         }
+        SdkError::TimeoutError(_) => Error::Transient(format!(
+            "{what}: no answer within the request timeout (stalled connection)"
+        )),
         SdkError::ConstructionFailure(_) => Error::Storage(format!(
             "{what}: {}",
             aws_smithy_types::error::display::DisplayErrorContext(&e)

@@ -1,8 +1,22 @@
 //! Test support: the two store backends of the conformance suite, the agent as a child process,
 //! and waiting for conditions with a deadline (never a fixed sleep).
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
+pub mod fault;
 pub mod sim;
+
+/// Runs each named `async fn(Backend)` twice: against a fresh Garage bucket and a fresh local
+/// directory store (one conformance suite, two backends).
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod garage {
+            $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::Backend::garage().await).await } )*
+        }
+        mod local {
+            $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(super::Backend::local()).await } )*
+        }
+    };
+}
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -89,6 +103,7 @@ impl Backend {
                 force_path_style: true,
                 credentials: None,
                 max_attempts: 3,
+                request_timeout: None,
             }),
             Backend::Local { dir } => StoreLocation::Local(dir.path().join("store")),
         };
