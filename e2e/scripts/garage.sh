@@ -68,10 +68,6 @@ TOML
       [ -n "$id" ] && break; sleep 0.1
     done
     [ -n "$id" ] || { echo "garage node $n did not start; see $dir/node$n/log" >&2; cat "$dir/node$n/log" >&2; exit 1; }
-    # `node id` reads the key file and answers before the server listens: wait for its RPC too.
-    for _ in $(seq 100); do
-      "$bin" -c "$cfg" status >/dev/null 2>&1 && break; sleep 0.1
-    done
     ids+=("$id")
     # `node id` reads the key from disk; wait until the node also answers on its RPC port.
     for _ in $(seq 100); do
