@@ -44,6 +44,9 @@ step "fault report (README \"Reliability\")"
 mkdir -p target
 python3 e2e/scripts/fault-report.py "$TABLESNAP_FAULT_REPORT" | tee target/fault-report.md
 
+step "benchmark smoke (figures for information only; bench/run.sh gives the real ones)"
+BENCH_WORK="$work/bench" BENCH_PROFILE=debug bench/run.sh --quick
+
 step "Python tests"
 export TABLESNAP_BIN="$root/target/debug/tablesnap"
 export TABLESNAP_TARGET_DIR="$root/target/debug"
