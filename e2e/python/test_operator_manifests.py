@@ -163,6 +163,31 @@ def test_operator_reads_no_secrets():
         assert "*" not in rule["verbs"] and "*" not in rule["apiGroups"], rule
 
 
+# The operator's whole permission set. A new permission must be added here on purpose.
+LEAST_PRIVILEGE = {
+    ("ClusterRole", "tablesnap.io", "tablesnaps", ("get", "list", "patch", "watch")),
+    ("ClusterRole", "tablesnap.io", "tablesnaps/status", ("get", "patch")),
+    ("ClusterRole", "apps", "statefulsets", ("get", "list", "patch", "watch")),
+    ("ClusterRole", "cassandra.datastax.com", "cassandradatacenters", ("get", "list", "patch", "watch")),
+    ("ClusterRole", "", "pods", ("list",)),
+    ("ClusterRole", "events.k8s.io", "events", ("create", "patch")),
+    ("Role", "coordination.k8s.io", "leases", ("create", "delete", "get", "patch", "update")),
+}
+
+
+def test_rbac_is_exactly_the_least_privilege_list():
+    objects = [o for docs in render({}).values() for o in docs]
+    granted = set()
+    for o in objects:
+        if o["kind"] not in ("ClusterRole", "Role"):
+            continue
+        for rule in o["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    granted.add((o["kind"], group, resource, tuple(sorted(rule["verbs"]))))
+    assert granted == LEAST_PRIVILEGE
+
+
 def test_values_schema_rejects_bad_values():
     with helm.Chart.load(str(CHART)) as chart:
         with pytest.raises(helm.HelmValuesError):
