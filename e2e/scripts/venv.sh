@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Creates (once) the Python venv the tests use and prints its path. The venv lives in the cache,
-# keyed by the hash of e2e/requirements.txt, so a changed requirement list builds a fresh one.
+# Creates (once) a Python venv from a requirements file and prints its path.
+#   venv.sh [REQUIREMENTS [NAME]]   default: e2e/requirements.txt, named "venv"
+# The venv lives in the cache, keyed by the hash of the requirements file, so a changed list builds
+# a fresh one and an unchanged one is reused across clones.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
-req="$here/requirements.txt"
+req="${1:-$here/requirements.txt}"
+name="${2:-venv}"
 CACHE="${TABLESNAP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tablesnap}"
 hash="$(sha256sum "$req" | cut -c1-16)"
-venv="$CACHE/venv-$hash"
+venv="$CACHE/$name-$hash"
 if [ -x "$venv/bin/python" ] && [ -f "$venv/.complete" ]; then
   echo "$venv"
   exit 0
