@@ -325,6 +325,62 @@ pub struct StoreArgs {
     pub retries: usize,
 }
 
+/// The storage flags tableslurp and tablechop share, with the Python tools' spellings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct S3Flags {
+    /// AWS access key id (prefer AWS_ACCESS_KEY_ID: arguments show in `ps`).
+    #[arg(short = 'k', long = "aws-key", alias = "key", value_name = "KEY")]
+    pub aws_key: Option<String>,
+
+    /// AWS secret access key (prefer AWS_SECRET_ACCESS_KEY: arguments show in `ps`).
+    #[arg(
+        short = 's',
+        long = "aws-secret",
+        alias = "secret",
+        value_name = "SECRET"
+    )]
+    pub aws_secret: Option<String>,
+
+    /// AWS session token for temporary credentials given with -k/-s.
+    #[arg(
+        long = "token",
+        alias = "aws-token",
+        env = "AWS_SECURITY_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+
+    /// AWS region [default: the SDK's region chain, else us-east-1].
+    #[arg(long = "aws-region", value_name = "REGION")]
+    pub aws_region: Option<String>,
+
+    /// S3-compatible endpoint (Garage, MinIO, Ceph RGW); also read from AWS_ENDPOINT_URL_S3 and
+    /// AWS_ENDPOINT_URL. Path-style addressing is used whenever an endpoint is set.
+    #[arg(long = "endpoint-url", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// With --endpoint-url, use virtual-hosted-style addressing instead of path-style.
+    #[arg(long = "virtual-hosted-style")]
+    pub virtual_hosted_style: bool,
+}
+
+impl S3Flags {
+    /// The store flags for `bucket`, with `retries` attempts per request.
+    pub fn store_args(&self, bucket: &str, retries: usize) -> StoreArgs {
+        StoreArgs {
+            bucket: bucket.to_string(),
+            endpoint_url: self.endpoint_url.clone(),
+            virtual_hosted_style: self.virtual_hosted_style,
+            aws_key: self.aws_key.clone(),
+            aws_secret: self.aws_secret.clone(),
+            aws_token: self.token.clone(),
+            aws_region: self.aws_region.clone(),
+            retries,
+        }
+    }
+}
+
 /// Validates the store flags into a [`StoreLocation`]; errors name the bad value.
 pub fn store_location(a: &StoreArgs) -> Result<StoreLocation> {
     let bad = |msg: String| Error::InvalidConfig(msg);

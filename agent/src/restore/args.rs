@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{MIB, StoreArgs, StoreLocation, store_location};
+use crate::config::{MIB, S3Flags, StoreLocation, store_location};
 use crate::error::{Error, Result};
 use crate::key::{INDEX_SUFFIX, KeyNamer};
 
@@ -30,36 +30,9 @@ pub struct SlurpArgs {
     /// Path in the local filesystem where files should be downloaded to.
     pub target: PathBuf,
 
-    /// AWS access key id (prefer AWS_ACCESS_KEY_ID: arguments show in `ps`).
-    #[arg(short = 'k', long = "aws-key", value_name = "KEY")]
-    pub aws_key: Option<String>,
-
-    /// AWS secret access key (prefer AWS_SECRET_ACCESS_KEY: arguments show in `ps`).
-    #[arg(short = 's', long = "aws-secret", value_name = "SECRET")]
-    pub aws_secret: Option<String>,
-
-    /// AWS session token for temporary credentials given with -k/-s.
-    #[arg(
-        long = "token",
-        alias = "aws-token",
-        env = "AWS_SECURITY_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    pub token: Option<String>,
-
-    /// AWS region [default: the SDK's region chain, else us-east-1].
-    #[arg(long = "aws-region", value_name = "REGION")]
-    pub aws_region: Option<String>,
-
-    /// S3-compatible endpoint (Garage, MinIO, Ceph RGW); also read from AWS_ENDPOINT_URL_S3 and
-    /// AWS_ENDPOINT_URL. Path-style addressing is used whenever an endpoint is set.
-    #[arg(long = "endpoint-url", value_name = "URL")]
-    pub endpoint_url: Option<String>,
-
-    /// With --endpoint-url, use virtual-hosted-style addressing instead of path-style.
-    #[arg(long = "virtual-hosted-style")]
-    pub virtual_hosted_style: bool,
+    /// Credentials, region and endpoint.
+    #[command(flatten)]
+    pub s3: S3Flags,
 
     /// Preserve the owner, group and permissions stored with each file (its `stat` metadata).
     /// This overrides -o and -g.
@@ -188,16 +161,7 @@ impl TryFrom<SlurpArgs> for SlurpConfig {
 
     fn try_from(a: SlurpArgs) -> Result<Self> {
         let bad = |m: String| Error::InvalidConfig(m);
-        let store = store_location(&StoreArgs {
-            bucket: a.bucket.clone(),
-            endpoint_url: a.endpoint_url.clone(),
-            virtual_hosted_style: a.virtual_hosted_style,
-            aws_key: a.aws_key.clone(),
-            aws_secret: a.aws_secret.clone(),
-            aws_token: a.token.clone(),
-            aws_region: a.aws_region.clone(),
-            retries: a.retries.get(),
-        })?;
+        let store = store_location(&a.s3.store_args(&a.bucket, a.retries.get()))?;
         let origin = abs_dir(&a.origin, "origin")?;
         if a.keyname_separator.is_empty() {
             return Err(bad("--keyname-separator '': must not be empty".into()));
@@ -348,13 +312,13 @@ mod tests {
         ]);
         assert_eq!(
             (
-                a.aws_key.as_deref(),
-                a.aws_secret.as_deref(),
-                a.token.as_deref()
+                a.s3.aws_key.as_deref(),
+                a.s3.aws_secret.as_deref(),
+                a.s3.token.as_deref()
             ),
             (Some("K"), Some("S"), Some("T"))
         );
-        assert_eq!(a.aws_region.as_deref(), Some("eu-west-1"));
+        assert_eq!(a.s3.aws_region.as_deref(), Some("eu-west-1"));
         assert!(a.preserve && a.force);
         assert_eq!(
             (a.owner.as_deref(), a.group.as_deref()),

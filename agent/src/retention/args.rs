@@ -4,7 +4,7 @@ use std::num::NonZeroUsize;
 
 use clap::Parser;
 
-use crate::config::{StoreArgs, StoreLocation, store_location};
+use crate::config::{S3Flags, StoreLocation, store_location};
 use crate::error::{Error, Result};
 use crate::key::KeyNamer;
 
@@ -40,41 +40,9 @@ pub struct ChopArgs {
     #[arg(short = 'j', long = "jobs", default_value = "8", value_name = "N")]
     pub jobs: NonZeroUsize,
 
-    /// AWS access key id (prefer AWS_ACCESS_KEY_ID: arguments show in `ps`).
-    #[arg(short = 'k', long = "aws-key", alias = "key", value_name = "KEY")]
-    pub aws_key: Option<String>,
-
-    /// AWS secret access key (prefer AWS_SECRET_ACCESS_KEY: arguments show in `ps`).
-    #[arg(
-        short = 's',
-        long = "aws-secret",
-        alias = "secret",
-        value_name = "SECRET"
-    )]
-    pub aws_secret: Option<String>,
-
-    /// AWS session token for temporary credentials given with -k/-s.
-    #[arg(
-        long = "token",
-        alias = "aws-token",
-        env = "AWS_SECURITY_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    pub token: Option<String>,
-
-    /// AWS region [default: the SDK's region chain, else us-east-1].
-    #[arg(long = "aws-region", value_name = "REGION")]
-    pub aws_region: Option<String>,
-
-    /// S3-compatible endpoint (Garage, MinIO, Ceph RGW); also read from AWS_ENDPOINT_URL_S3 and
-    /// AWS_ENDPOINT_URL. Path-style addressing is used whenever an endpoint is set.
-    #[arg(long = "endpoint-url", value_name = "URL")]
-    pub endpoint_url: Option<String>,
-
-    /// With --endpoint-url, use virtual-hosted-style addressing instead of path-style.
-    #[arg(long = "virtual-hosted-style")]
-    pub virtual_hosted_style: bool,
+    /// Credentials, region and endpoint.
+    #[command(flatten)]
+    pub s3: S3Flags,
 
     /// Use this name instead of the FQDN to identify the files from this host.
     #[arg(short = 'n', long, value_name = "NAME")]
@@ -127,16 +95,7 @@ impl TryFrom<ChopArgs> for ChopConfig {
 
     fn try_from(a: ChopArgs) -> Result<Self> {
         let bad = |m: String| Error::InvalidConfig(m);
-        let store = store_location(&StoreArgs {
-            bucket: a.bucket.clone(),
-            endpoint_url: a.endpoint_url.clone(),
-            virtual_hosted_style: a.virtual_hosted_style,
-            aws_key: a.aws_key.clone(),
-            aws_secret: a.aws_secret.clone(),
-            aws_token: a.token.clone(),
-            aws_region: a.aws_region.clone(),
-            retries: a.retries.get(),
-        })?;
+        let store = store_location(&a.s3.store_args(&a.bucket, a.retries.get()))?;
         let path = crate::restore::args::abs_dir(&a.path, "path")?;
         if a.keyname_separator.is_empty() {
             return Err(bad("--keyname-separator '': must not be empty".into()));
@@ -204,7 +163,7 @@ mod tests {
         assert!(a.debug && a.list_deletes);
         assert_eq!(a.jobs.get(), 16);
         assert_eq!(
-            (a.aws_key.as_deref(), a.aws_secret.as_deref()),
+            (a.s3.aws_key.as_deref(), a.s3.aws_secret.as_deref()),
             (Some("K"), Some("S"))
         );
         let b = ChopArgs::try_parse_from([
