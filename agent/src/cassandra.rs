@@ -144,7 +144,15 @@ async fn unshipped(
                 let p = path.clone();
                 let md5 = tokio::task::spawn_blocking(move || -> Result<String> {
                     let mut f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
-                    Ok(crate::meta::hash_file(&mut f, &p, v.size, false)?.0)
+                    let (d, _) = crate::checksum::hash_file(
+                        &mut f,
+                        &p,
+                        v.size,
+                        crate::checksum::ChecksumKind::Md5,
+                        None,
+                        false,
+                    )?;
+                    Ok(d.md5_hex().unwrap_or_default().to_string())
                 })
                 .await
                 .expect("hash panicked");

@@ -136,6 +136,8 @@ pub struct Config {
     pub backup: bool,
     /// With `backup`, compare MD5s too.
     pub md5_on_start: bool,
+    /// The checksum written with each object.
+    pub checksum: crate::checksum::ChecksumKind,
     /// Write `-listdir.json` indexes.
     pub with_index: bool,
     /// Delete local files once shipped.
@@ -269,6 +271,7 @@ impl TryFrom<Args> for Config {
             auto_add: a.auto_add,
             backup: a.backup,
             md5_on_start: a.md5_on_start,
+            checksum: a.checksum,
             with_index: !a.without_index,
             delete_on_backup: a.delete_on_backup,
             threads: a.threads.get(),

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod cassandra;
+pub mod checksum;
 pub mod classify;
 pub mod cli;
 pub mod config;

@@ -1,13 +1,9 @@
 //! Object metadata the Python tool writes: `stat` (owner and mode as JSON) and `md5sum`.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 
-use md5::{Digest, Md5};
-
-use crate::error::{Error, Result};
+use crate::checksum::Digest;
 
 /// User metadata key holding the file's owner and mode.
 pub const STAT: &str = "stat";
@@ -23,20 +19,27 @@ pub struct ObjectMeta {
     /// User metadata, keys lower-case.
     #[serde(default)]
     pub user: BTreeMap<String, String>,
+    /// S3's full-object CRC64NVME checksum field (base64), not user metadata: filled in by a head
+    /// of an object that has one; the integrity argument of a put decides what is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_crc64nvme: Option<String>,
 }
 
 impl ObjectMeta {
-    /// Metadata of a data object: `stat` and `md5sum`.
-    pub fn for_file(meta: &std::fs::Metadata, md5_hex: &str) -> Self {
+    /// Metadata of a data object: `stat`, and `md5sum` when the checksum is an MD5.
+    pub fn for_file(meta: &std::fs::Metadata, digest: &Digest) -> Self {
         let mut user = BTreeMap::new();
         user.insert(
             STAT.to_string(),
             stat_json(meta.uid(), meta.gid(), meta.mode()),
         );
-        user.insert(MD5SUM.to_string(), md5_hex.to_string());
+        if let Some(md5) = digest.md5_hex() {
+            user.insert(MD5SUM.to_string(), md5.to_string());
+        }
         Self {
             content_type: None,
             user,
+            checksum_crc64nvme: None,
         }
     }
 
@@ -45,12 +48,20 @@ impl ObjectMeta {
         Self {
             content_type: Some("application/json".into()),
             user: BTreeMap::new(),
+            checksum_crc64nvme: None,
         }
     }
 
     /// The stored MD5, if any.
     pub fn md5sum(&self) -> Option<&str> {
         self.user.get(MD5SUM).map(String::as_str)
+    }
+
+    /// The stored full-object CRC64NVME, if any.
+    pub fn crc64nvme(&self) -> Option<u64> {
+        self.checksum_crc64nvme
+            .as_deref()
+            .and_then(crate::checksum::crc64_from_base64)
     }
 }
 
@@ -96,43 +107,6 @@ impl StatMeta {
     }
 }
 
-/// Hex MD5 of a byte slice.
-pub fn md5_hex(data: &[u8]) -> String {
-    hex::encode(Md5::digest(data))
-}
-
-/// Reads `len` bytes of an open file, returning its MD5 and, when `keep` is true, the bytes.
-/// Fails with [`Error::Integrity`] when the file is shorter than `len` (it changed under us).
-pub fn hash_file(
-    file: &mut std::fs::File,
-    path: &Path,
-    len: u64,
-    keep: bool,
-) -> Result<(String, Option<Vec<u8>>)> {
-    let mut hasher = Md5::new();
-    let mut kept = keep.then(|| Vec::with_capacity(len as usize));
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut left = len;
-    while left > 0 {
-        let want = buf.len().min(left as usize);
-        let n = file
-            .read(&mut buf[..want])
-            .map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            return Err(Error::Integrity(format!(
-                "{} shrank while being read",
-                path.display()
-            )));
-        }
-        hasher.update(&buf[..n]);
-        if let Some(k) = kept.as_mut() {
-            k.extend_from_slice(&buf[..n]);
-        }
-        left -= n as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), kept))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,11 +128,5 @@ mod tests {
             (p.uid, p.mode, p.user.as_deref()),
             (0, 0o100644, Some("root"))
         );
-    }
-
-    #[test]
-    fn md5_of_known_input() {
-        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
-        assert_eq!(md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
     }
 }

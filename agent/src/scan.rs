@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::agent::Ctx;
+use crate::checksum::{ChecksumKind, Digest, Expected, hash_file, is_plain_md5};
 use crate::error::{Error, Result};
 use crate::index::IndexMsg;
 use crate::key::{INDEX_SUFFIX, wants_index};
@@ -137,7 +138,7 @@ pub async fn reconcile(ctx: &Arc<Ctx>, root: &Path, recursive: bool) -> Result<S
         let key = ctx.cfg.keys.data_key(&path);
         let present = match listed.get(&key) {
             Some(o) if o.size == disk.size => {
-                !ctx.cfg.md5_on_start || same_md5(ctx, &path, o).await?
+                !ctx.cfg.md5_on_start || same_content(ctx, &path, o).await?
             }
             _ => false,
         };
@@ -168,33 +169,36 @@ pub async fn reconcile(ctx: &Arc<Ctx>, root: &Path, recursive: bool) -> Result<S
     Ok(stats)
 }
 
-/// `--md5-on-start`: the object's MD5 (its ETag for a single PUT, else its md5sum metadata)
-/// against the file's.
-async fn same_md5(ctx: &Arc<Ctx>, path: &Path, o: &Listed) -> Result<bool> {
+/// `--md5-on-start`: the file against the object's checksum. With `--checksum md5` a plain-MD5
+/// ETag (a single PUT) needs no request; otherwise a HEAD says what the object records, and its
+/// CRC64NVME is preferred to its MD5 (cheaper to compute).
+async fn same_content(ctx: &Arc<Ctx>, path: &Path, o: &Listed) -> Result<bool> {
+    let etag_md5 = o.etag.as_deref().filter(|e| is_plain_md5(e));
+    let want = match (ctx.cfg.checksum, etag_md5) {
+        (ChecksumKind::Md5, Some(e)) => Some(Expected::Md5(e.to_ascii_lowercase())),
+        _ => ctx.store.head(&o.key).await?.and_then(|h| Expected::of(&h)),
+    };
+    let Some(want) = want else {
+        tracing::warn!(path = %path.display(), key = o.key, "the bucket's copy records no checksum; uploading the local file");
+        return Ok(false);
+    };
     let p = path.to_path_buf();
-    let local = match tokio::task::spawn_blocking(move || -> Result<String> {
+    let kind = want.kind();
+    let local = match tokio::task::spawn_blocking(move || -> Result<Digest> {
         let mut f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
         let len = f.metadata().map_err(|e| Error::io(&p, e))?.len();
-        Ok(crate::meta::hash_file(&mut f, &p, len, false)?.0)
+        Ok(hash_file(&mut f, &p, len, kind, None, false)?.0)
     })
     .await
     .expect("hash panicked")
     {
-        Ok(m) => m,
+        Ok(d) => d,
         Err(Error::Vanished(_)) => return Ok(true),
         Err(e) => return Err(e),
     };
-    let remote = match &o.etag {
-        Some(e) if e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit()) => Some(e.clone()),
-        _ => ctx
-            .store
-            .head(&o.key)
-            .await?
-            .and_then(|h| h.meta.md5sum().map(str::to_string)),
-    };
-    let same = remote.as_deref() == Some(local.as_str());
+    let same = want.matches(&local);
     if !same {
-        tracing::warn!(path = %path.display(), key = o.key, "MD5 differs from the bucket's copy; uploading the local file");
+        tracing::warn!(path = %path.display(), key = o.key, bucket = %want, local = %local, "checksum differs from the bucket's copy; uploading the local file");
     }
     Ok(same)
 }

@@ -1,5 +1,5 @@
-//! Shipping one file: read it once for its MD5 (small files are sent from that same read), upload
-//! it with the Python tool's metadata, and check that it did not change meanwhile.
+//! Shipping one file: read it once for its checksum (small files are sent from that same read),
+//! upload it with the Python tool's metadata, and check that it did not change meanwhile.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,8 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::agent::Ctx;
+use crate::checksum::hash_file;
 use crate::error::{Error, Result};
-use crate::meta::{ObjectMeta, hash_file};
+use crate::meta::ObjectMeta;
 use crate::queue::Version;
 use crate::store::{Source, Written};
 
@@ -89,16 +90,24 @@ pub enum Sent {
     Changed,
 }
 
-/// Uploads the file read from `read` under `key`: one read for the MD5 (small files are sent
-/// from that same read), then the upload with `stat` and `md5sum` metadata, then a check that the
-/// file did not change meanwhile.
+/// Uploads the file read from `read` under `key`: one read for the `--checksum` (small files
+/// are sent from that same read; with CRC64NVME each multipart part gets its own CRC too), then the
+/// upload with `stat` (and `md5sum`) metadata, then a check that the file did not change meanwhile.
 pub async fn send(ctx: &Ctx, key: &str, read: &Path) -> Result<Sent> {
     let p = read.to_path_buf();
-    let (md5, kept, meta) = tokio::task::spawn_blocking(move || -> Result<_> {
+    let kind = ctx.cfg.checksum;
+    let store = ctx.store.clone();
+    let (digest, kept, meta) = tokio::task::spawn_blocking(move || -> Result<_> {
         let mut f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
         let meta = f.metadata().map_err(|e| Error::io(&p, e))?;
-        let (md5, kept) = hash_file(&mut f, &p, meta.len(), meta.len() <= SMALL_FILE)?;
-        Ok((md5, kept, meta))
+        let small = meta.len() <= SMALL_FILE;
+        let parts = if small {
+            None
+        } else {
+            store.multipart_part_size(meta.len())
+        };
+        let (digest, kept) = hash_file(&mut f, &p, meta.len(), kind, parts, small)?;
+        Ok((digest, kept, meta))
     })
     .await
     .expect("hashing task panicked")?;
@@ -116,7 +125,12 @@ pub async fn send(ctx: &Ctx, key: &str, read: &Path) -> Result<Sent> {
     };
     let written = ctx
         .store
-        .put(key, src, &ObjectMeta::for_file(&meta, &md5), Some(&md5))
+        .put(
+            key,
+            src,
+            &ObjectMeta::for_file(&meta, &digest),
+            Some(&digest),
+        )
         .await?;
     let after = tokio::fs::metadata(read)
         .await

@@ -11,7 +11,7 @@ use crate::key::{INDEX_SUFFIX, KeyNamer};
 
 /// tableslurp restores a directory backed up by tablesnap: it reads the newest `-listdir.json`
 /// index of ORIGIN (or the one named with -f, or the newest not later than --as-of) and downloads
-/// every file it lists into TARGET, verified against the size and MD5 stored with it.
+/// every file it lists into TARGET, verified against the size and checksum (CRC64NVME or MD5) stored with it.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "tableslurp",

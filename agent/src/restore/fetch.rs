@@ -1,5 +1,6 @@
 //! One file of a restore: HEAD, skip if already there, download (ranged parts in parallel for
-//! large objects) under a temporary name, verify size and MD5, set owner and mode, rename.
+//! large objects) under a temporary name, verify size and checksum (CRC64NVME or MD5, hashed as
+//! the bytes arrive where possible), set owner and mode, rename.
 //! A file never has its final name before it is complete and verified.
 
 use std::os::unix::fs::PermissionsExt;
@@ -10,6 +11,7 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use super::args::Ownership;
+use crate::checksum::{ChecksumKind, Digest, Expected, crc64_combine, hash_file};
 use crate::error::{Error, Result};
 use crate::meta::{STAT, StatMeta};
 use crate::store::{Head, Store};
@@ -33,11 +35,11 @@ pub struct Job {
 /// What happened to one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Downloaded and verified, this many bytes; `verified` says whether an MD5 was compared.
+    /// Downloaded and verified, this many bytes; `verified` says whether a checksum was compared.
     Downloaded {
         /// Bytes.
         bytes: u64,
-        /// MD5 checked (else size only).
+        /// Checksum checked (else size only).
         verified: bool,
     },
     /// A file of the right size was already there.
@@ -141,19 +143,32 @@ impl Fetcher {
                 })
                 .collect()
         };
+        // Hashed as the bytes arrive: a CRC64NVME per range (combined below), an MD5 only when
+        // the object comes in one stream (it cannot be split); else it is read back afterwards.
+        let expected = Expected::of(head);
+        let hash = match &expected {
+            Some(Expected::Crc64Nvme(_)) => Some(ChecksumKind::Crc64Nvme),
+            Some(Expected::Md5(_)) if ranges.len() == 1 => Some(ChecksumKind::Md5),
+            _ => None,
+        };
+        let lens: Vec<u64> = ranges
+            .iter()
+            .map(|r| r.map_or(size, |(s, e)| e - s))
+            .collect();
         let parts = ranges
             .into_iter()
-            .map(|r| self.get_part(&job.key, r, size, tmp, on_bytes));
-        futures::stream::iter(parts)
-            .buffer_unordered(self.threads.max(1))
-            .collect::<Vec<Result<()>>>()
+            .map(|r| self.get_part(&job.key, r, size, tmp, hash, on_bytes));
+        // `buffered` keeps the ranges' order (for combining their CRCs) and still runs them at once.
+        let digests = futures::stream::iter(parts)
+            .buffered(self.threads.max(1))
+            .collect::<Vec<Result<Option<Digest>>>>()
             .await
             .into_iter()
-            .collect::<Result<Vec<()>>>()?;
+            .collect::<Result<Vec<Option<Digest>>>>()?;
+        let streamed = combine(&digests, &lens);
 
         let key = job.key.clone();
         let path = tmp.to_path_buf();
-        let expected_md5 = expected_md5(head);
         let stat = head.meta.user.get(STAT).and_then(|s| StatMeta::parse(s));
         let ownership = self.ownership.clone();
         let dest = job.dest.clone();
@@ -165,12 +180,15 @@ impl Fetcher {
                     "{key}: downloaded {len} bytes, the object has {size}"
                 )));
             }
-            let verified = match &expected_md5 {
+            let verified = match &expected {
                 Some(want) => {
-                    let (got, _) = crate::meta::hash_file(&mut f, &path, size, false)?;
-                    if !got.eq_ignore_ascii_case(want) {
+                    let got = match streamed {
+                        Some(d) => d,
+                        None => hash_file(&mut f, &path, size, want.kind(), None, false)?.0,
+                    };
+                    if !want.matches(&got) {
                         return Err(Error::Integrity(format!(
-                            "{key}: MD5 of the downloaded bytes is {got}, the backup recorded {want}"
+                            "{key}: the downloaded bytes have {got}, the backup recorded {want}"
                         )));
                     }
                     true
@@ -192,20 +210,21 @@ impl Fetcher {
         range: Option<(u64, u64)>,
         size: u64,
         tmp: &Path,
+        hash: Option<ChecksumKind>,
         on_bytes: &(dyn Fn(u64) + Sync),
-    ) -> Result<()> {
+    ) -> Result<Option<Digest>> {
         let want = range.map_or(size, |(s, e)| e - s);
         let mut attempt = 0;
         loop {
             let permit = self.gets.acquire().await.expect("semaphore never closed");
-            let res = self.store.download_range(key, range, tmp).await;
+            let res = self.store.download_range(key, range, tmp, hash).await;
             drop(permit);
             let err = match res {
-                Ok(n) if n == want => {
+                Ok((n, digest)) if n == want => {
                     on_bytes(n);
-                    return Ok(());
+                    return Ok(digest);
                 }
-                Ok(n) => Error::Integrity(format!(
+                Ok((n, _)) => Error::Integrity(format!(
                     "{key}: got {n} bytes of a {want}-byte part (object changed or truncated?)"
                 )),
                 Err(e) => e,
@@ -220,15 +239,27 @@ impl Fetcher {
     }
 }
 
-/// The MD5 the backup recorded: `md5sum` metadata, or an ETag that is a plain MD5 (single PUT).
-pub fn expected_md5(head: &Head) -> Option<String> {
-    if let Some(m) = head.meta.md5sum() {
-        return Some(m.to_ascii_lowercase());
+/// The digest of the whole object from the digests of its ranges, in order, and their lengths:
+/// CRC64NVMEs combine; a single digest is the whole; anything else (MD5s of several ranges, or
+/// none) is `None`.
+fn combine(digests: &[Option<Digest>], lens: &[u64]) -> Option<Digest> {
+    match digests {
+        [Some(d)] => Some(d.clone()),
+        [] | [_] => None,
+        _ => {
+            let mut whole: Option<u64> = None;
+            for (d, len) in digests.iter().zip(lens) {
+                let Some(Digest::Crc64Nvme { whole: crc, .. }) = d else {
+                    return None;
+                };
+                whole = Some(whole.map_or(*crc, |w| crc64_combine(w, *crc, *len)));
+            }
+            whole.map(|w| Digest::Crc64Nvme {
+                whole: w,
+                parts: vec![],
+            })
+        }
     }
-    head.etag
-        .as_deref()
-        .filter(|e| e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_ascii_lowercase)
 }
 
 /// Sets permission bits from `stat` and the owner as `ownership` says.

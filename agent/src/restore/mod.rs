@@ -44,7 +44,7 @@ pub struct Summary {
     pub files: usize,
     /// Downloaded and verified.
     pub downloaded: usize,
-    /// Of those, checked by size only (no MD5 was stored).
+    /// Of those, checked by size only (no checksum was stored).
     pub size_only: usize,
     /// Bytes downloaded.
     pub bytes: u64,
@@ -174,7 +174,7 @@ pub async fn run(cfg: SlurpConfig) -> Result<Summary> {
                         sum.bytes += bytes;
                         if !verified {
                             sum.size_only += 1;
-                            tracing::warn!(key = %job.key, "no MD5 stored with the object: checked its size only");
+                            tracing::warn!(key = %job.key, "no checksum stored with the object: checked its size only");
                         }
                     }
                     Outcome::Kept => sum.kept += 1,

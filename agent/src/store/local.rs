@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{Head, Listed, RequestCounter, RequestKind, Source, Written};
+use crate::checksum::{ChecksumKind, Digest, Hasher, crc64_to_base64};
 use crate::error::{Error, Result};
 use crate::meta::ObjectMeta;
 
@@ -77,10 +78,21 @@ impl LocalStore {
         Ok(self.root.join(rel))
     }
 
-    /// Writes the object (metadata first, then the data, each by rename).
-    pub async fn put(&self, key: &str, src: Source, meta: &ObjectMeta) -> Result<Written> {
+    /// Writes the object (metadata first, then the data, each by rename). A CRC64NVME digest is
+    /// kept in the metadata file, where S3 keeps it in its checksum field.
+    pub async fn put(
+        &self,
+        key: &str,
+        src: Source,
+        meta: &ObjectMeta,
+        digest: Option<&Digest>,
+    ) -> Result<Written> {
         let dest = self.path_of(key)?;
-        let meta_json = serde_json::to_vec(meta).expect("metadata serialises");
+        let mut meta = meta.clone();
+        if let Some(Digest::Crc64Nvme { whole, .. }) = digest {
+            meta.checksum_crc64nvme = Some(crc64_to_base64(*whole));
+        }
+        let meta_json = serde_json::to_vec(&meta).expect("metadata serialises");
         self.requests.add(RequestKind::Put, 1);
         blocking(move || {
             let dir = dest.parent().expect("object paths have a parent");
@@ -192,7 +204,8 @@ impl LocalStore {
         key: &str,
         range: Option<(u64, u64)>,
         file: &Path,
-    ) -> Result<u64> {
+        hash: Option<ChecksumKind>,
+    ) -> Result<(u64, Option<Digest>)> {
         let src = self.path_of(key)?;
         self.requests.add(RequestKind::Get, 1);
         let file = file.to_path_buf();
@@ -220,9 +233,23 @@ impl LocalStore {
                 .map_err(|e| Error::io(&src, e))?;
             out.seek(SeekFrom::Start(start))
                 .map_err(|e| Error::io(&file, e))?;
-            let n =
-                std::io::copy(&mut input.take(len), &mut out).map_err(|e| Error::io(&file, e))?;
-            Ok(n)
+            let mut input = input.take(len);
+            let mut hasher = hash.map(Hasher::new);
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut n = 0u64;
+            loop {
+                let got = input.read(&mut buf).map_err(|e| Error::io(&src, e))?;
+                if got == 0 {
+                    break;
+                }
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&buf[..got]);
+                }
+                out.write_all(&buf[..got])
+                    .map_err(|e| Error::io(&file, e))?;
+                n += got as u64;
+            }
+            Ok((n, hasher.map(Hasher::finish)))
         })
         .await
     }
@@ -328,6 +355,7 @@ mod tests {
             "h:/var/lib/x/a-Data.db",
             Source::Memory(Bytes::from_static(b"hello")),
             &meta,
+            None,
         )
         .await
         .unwrap();
@@ -335,6 +363,10 @@ mod tests {
             "h:/var/lib/x/b",
             Source::Memory(Bytes::from_static(b"hi")),
             &ObjectMeta::json(),
+            Some(&Digest::Crc64Nvme {
+                whole: crate::checksum::crc64(b"hi"),
+                parts: vec![],
+            }),
         )
         .await
         .unwrap();
@@ -348,6 +380,11 @@ mod tests {
         assert_eq!(s.list("h:/var/lib/x/a").await.unwrap().len(), 1);
         let h = s.head("h:/var/lib/x/a-Data.db").await.unwrap().unwrap();
         assert_eq!((h.size, h.meta.md5sum()), (5, Some("abc")));
+        assert_eq!(h.meta.crc64nvme(), None);
+        // A CRC64NVME is kept where S3 keeps it: beside the user metadata, not in it.
+        let h = s.head("h:/var/lib/x/b").await.unwrap().unwrap();
+        assert_eq!(h.meta.crc64nvme(), Some(crate::checksum::crc64(b"hi")));
+        assert!(h.meta.user.is_empty());
         assert_eq!(s.head("h:/nope").await.unwrap(), None);
         assert_eq!(&s.get_bytes("h:/var/lib/x/b").await.unwrap()[..], b"hi");
         assert_eq!(
@@ -370,7 +407,12 @@ mod tests {
             "x.tablesnap-meta.json",
         ] {
             let r = s
-                .put(k, Source::Memory(Bytes::new()), &ObjectMeta::default())
+                .put(
+                    k,
+                    Source::Memory(Bytes::new()),
+                    &ObjectMeta::default(),
+                    None,
+                )
                 .await;
             assert!(r.is_err(), "{k} was accepted");
         }

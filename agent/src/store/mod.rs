@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
+use crate::checksum::{ChecksumKind, Digest};
 use crate::config::{StoreLocation, UploadSizing, WriteOptions};
 use crate::error::Result;
 use crate::meta::ObjectMeta;
@@ -161,17 +162,27 @@ impl Store {
         }
     }
 
-    /// Writes an object from `src` with `meta`; `md5_hex` (when known) is checked by the server.
+    /// Writes an object from `src` with `meta`. The `digest` (when known) goes with it: an MD5 as
+    /// Content-MD5 of a single PUT, a CRC64NVME in S3's checksum fields (each part's and the whole
+    /// object's), which the server checks.
     pub async fn put(
         &self,
         key: &str,
         src: Source,
         meta: &ObjectMeta,
-        md5_hex: Option<&str>,
+        digest: Option<&Digest>,
     ) -> Result<Written> {
         match self {
-            Store::S3(s) => s.put(key, src, meta, md5_hex).await,
-            Store::Local(l) => l.put(key, src, meta).await,
+            Store::S3(s) => s.put(key, src, meta, digest).await,
+            Store::Local(l) => l.put(key, src, meta, digest).await,
+        }
+    }
+
+    /// The part size a file of `len` bytes will be uploaded in, or `None` for a single request.
+    pub fn multipart_part_size(&self, len: u64) -> Option<u64> {
+        match self {
+            Store::S3(s) => s.multipart_part_size(len),
+            Store::Local(_) => None,
         }
     }
 
@@ -199,16 +210,18 @@ impl Store {
         }
     }
 
-    /// Writes bytes `range` of `key` (or all of it) to `file` at the range's offset.
+    /// Writes bytes `range` of `key` (or all of it) to `file` at the range's offset; returns how
+    /// many, and with `hash` their checksum of that kind, computed as they arrive.
     pub async fn download_range(
         &self,
         key: &str,
         range: Option<(u64, u64)>,
         file: &Path,
-    ) -> Result<u64> {
+        hash: Option<ChecksumKind>,
+    ) -> Result<(u64, Option<Digest>)> {
         match self {
-            Store::S3(s) => s.download_range(key, range, file).await,
-            Store::Local(l) => l.download_range(key, range, file).await,
+            Store::S3(s) => s.download_range(key, range, file, hash).await,
+            Store::Local(l) => l.download_range(key, range, file, hash).await,
         }
     }
 

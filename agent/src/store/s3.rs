@@ -18,8 +18,8 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption,
-    StorageClass,
+    ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart, Delete,
+    ObjectIdentifier, ServerSideEncryption, StorageClass,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::byte_stream::Length;
@@ -29,6 +29,7 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 use super::{Head, Listed, RequestCounter, RequestKind, Source, StoreOptions, Written};
+use crate::checksum::{ChecksumKind, Digest, Hasher, crc64_to_base64};
 use crate::config::{S3Settings, Sse};
 use crate::error::{Error, Result};
 use crate::meta::ObjectMeta;
@@ -114,18 +115,23 @@ impl S3Store {
             .map_err(|e| classify(e, &format!("bucket {}", self.bucket)))
     }
 
+    /// The part size of a file of `len` bytes, or `None` when it goes in one PUT.
+    pub fn multipart_part_size(&self, len: u64) -> Option<u64> {
+        (len > self.opts.sizing.max_single_put).then(|| self.opts.sizing.part_size_for(len))
+    }
+
     /// PUT, or multipart above the single-PUT limit.
     pub async fn put(
         &self,
         key: &str,
         src: Source,
         meta: &ObjectMeta,
-        md5_hex: Option<&str>,
+        digest: Option<&Digest>,
     ) -> Result<Written> {
         let len = src.len();
         match src {
             Source::File { path, len } if len > self.opts.sizing.max_single_put => {
-                self.put_multipart(key, &path, len, meta).await
+                self.put_multipart(key, &path, len, meta, digest).await
             }
             src => {
                 let _permit = self.parts.acquire().await.expect("semaphore never closed");
@@ -139,8 +145,17 @@ impl S3Store {
                     .content_length(len as i64)
                     .set_metadata(Some(user_meta(meta)))
                     .set_content_type(meta.content_type.clone());
-                if let Some(m) = md5_hex.and_then(|h| hex::decode(h).ok()) {
-                    req = req.content_md5(aws_smithy_types::base64::encode(m));
+                match digest {
+                    Some(Digest::Md5(h)) => {
+                        if let Ok(m) = hex::decode(h) {
+                            req = req.content_md5(aws_smithy_types::base64::encode(m));
+                        }
+                    }
+                    // A precomputed value: the SDK sends it as a header, no aws-chunked trailer.
+                    Some(Digest::Crc64Nvme { whole, .. }) => {
+                        req = req.checksum_crc64_nvme(crc64_to_base64(*whole))
+                    }
+                    None => {}
                 }
                 if meta.content_type.is_none() {
                     req = self.with_write_options_put(req);
@@ -177,14 +192,29 @@ impl S3Store {
         path: &Path,
         len: u64,
         meta: &ObjectMeta,
+        digest: Option<&Digest>,
     ) -> Result<Written> {
         let part_size = self.opts.sizing.part_size_for(len);
+        // A full-object CRC64NVME: each part carries its own CRC, the completion the whole one.
+        let crc = match digest {
+            Some(Digest::Crc64Nvme { whole, parts })
+                if parts.len() as u64 == len.div_ceil(part_size).max(1) =>
+            {
+                Some((*whole, parts.as_slice()))
+            }
+            _ => None,
+        };
         let mut create = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .set_metadata(Some(user_meta(meta)));
+        if crc.is_some() {
+            create = create
+                .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+                .checksum_type(ChecksumType::FullObject);
+        }
         if let Some(c) = &self.opts.write.storage_class {
             create = create.storage_class(StorageClass::from(c.as_str()));
         }
@@ -215,13 +245,13 @@ impl S3Store {
             .insert(upload_id.clone());
 
         let result = self
-            .upload_parts(key, path, len, part_size, &upload_id)
+            .upload_parts(key, path, len, part_size, &upload_id, crc.map(|c| c.1))
             .await;
         match result {
             Ok(parts) => {
                 let n = parts.len() as u32;
                 self.requests.add(RequestKind::Put, 1);
-                let done = self
+                let mut complete = self
                     .client
                     .complete_multipart_upload()
                     .bucket(&self.bucket)
@@ -231,9 +261,13 @@ impl S3Store {
                         CompletedMultipartUpload::builder()
                             .set_parts(Some(parts))
                             .build(),
-                    )
-                    .send()
-                    .await;
+                    );
+                if let Some((whole, _)) = crc {
+                    complete = complete
+                        .checksum_crc64_nvme(crc64_to_base64(whole))
+                        .checksum_type(ChecksumType::FullObject);
+                }
+                let done = complete.send().await;
                 match done {
                     Ok(_) => {
                         self.active.lock().expect("poisoned").remove(&upload_id);
@@ -260,12 +294,19 @@ impl S3Store {
         len: u64,
         part_size: u64,
         upload_id: &str,
+        crcs: Option<&[u64]>,
     ) -> Result<Vec<CompletedPart>> {
         let count = len.div_ceil(part_size).max(1);
         let jobs = (0..count).map(|i| {
             let offset = i * part_size;
             let this_len = part_size.min(len - offset);
-            self.upload_part(key, path, upload_id, i as i32 + 1, offset, this_len)
+            let part = Part {
+                number: i as i32 + 1,
+                offset,
+                len: this_len,
+                crc: crcs.map(|c| c[i as usize]),
+            };
+            self.upload_part(key, path, upload_id, part)
         });
         // Parts of one file go in parallel too; the global semaphore bounds the total.
         let mut parts: Vec<CompletedPart> = futures::stream::iter(jobs)
@@ -283,10 +324,15 @@ impl S3Store {
         key: &str,
         path: &Path,
         upload_id: &str,
-        number: i32,
-        offset: u64,
-        len: u64,
+        part: Part,
     ) -> Result<CompletedPart> {
+        let Part {
+            number,
+            offset,
+            len,
+            crc,
+        } = part;
+        let crc = crc.map(crc64_to_base64);
         let _permit = self.parts.acquire().await.expect("semaphore never closed");
         let mut attempt = 0;
         loop {
@@ -311,6 +357,7 @@ impl S3Store {
                 .upload_id(upload_id)
                 .part_number(number)
                 .content_length(len as i64)
+                .set_checksum_crc64_nvme(crc.clone())
                 .body(body)
                 .send()
                 .await;
@@ -318,6 +365,7 @@ impl S3Store {
                 Ok(out) => {
                     return Ok(CompletedPart::builder()
                         .set_e_tag(out.e_tag().map(str::to_string))
+                        .set_checksum_crc64_nvme(crc.clone())
                         .part_number(number)
                         .build());
                 }
@@ -457,6 +505,7 @@ impl S3Store {
             .head_object()
             .bucket(&self.bucket)
             .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
             .send()
             .await
         {
@@ -471,6 +520,11 @@ impl S3Store {
                         .unwrap_or_default()
                         .into_iter()
                         .collect(),
+                    // A composite checksum (`...-N`) is not a CRC of the whole object: left out.
+                    checksum_crc64nvme: h
+                        .checksum_crc64_nvme()
+                        .filter(|c| !c.contains('-'))
+                        .map(str::to_string),
                 },
             })),
             Err(e) => match classify(e, key) {
@@ -499,13 +553,15 @@ impl S3Store {
         Ok(data.into_bytes())
     }
 
-    /// GetObject (ranged when `range` is given) streamed into `file` at the range's offset.
+    /// GetObject (ranged when `range` is given) streamed into `file` at the range's offset,
+    /// hashed on the way when `hash` says so.
     pub async fn download_range(
         &self,
         key: &str,
         range: Option<(u64, u64)>,
         file: &Path,
-    ) -> Result<u64> {
+        hash: Option<ChecksumKind>,
+    ) -> Result<(u64, Option<Digest>)> {
         self.requests.add(RequestKind::Get, 1);
         let mut req = self.client.get_object().bucket(&self.bucket).key(key);
         if let Some((start, end)) = range {
@@ -526,13 +582,17 @@ impl S3Store {
             .await
             .map_err(|e| Error::io(file, e))?;
         let mut n = 0u64;
+        let mut hasher = hash.map(Hasher::new);
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| Error::Transient(format!("{key}: {e}")))?;
+            if let Some(h) = hasher.as_mut() {
+                h.update(&chunk);
+            }
             f.write_all(&chunk).await.map_err(|e| Error::io(file, e))?;
             n += chunk.len() as u64;
         }
         f.flush().await.map_err(|e| Error::io(file, e))?;
-        Ok(n)
+        Ok((n, hasher.map(Hasher::finish)))
     }
 
     /// DeleteObjects in batches of 1,000; returns keys the server refused to delete.
@@ -566,6 +626,18 @@ impl S3Store {
         }
         Ok(failed)
     }
+}
+
+/// One part of a multipart upload.
+struct Part {
+    /// 1-based.
+    number: i32,
+    /// Where it starts in the file.
+    offset: u64,
+    /// Its length.
+    len: u64,
+    /// Its CRC64NVME, with a full-object CRC64NVME upload.
+    crc: Option<u64>,
 }
 
 fn user_meta(meta: &ObjectMeta) -> HashMap<String, String> {

@@ -311,5 +311,5 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
 }
 
 pub fn md5_hex(d: &[u8]) -> String {
-    tablesnap::meta::md5_hex(d)
+    tablesnap::checksum::md5_hex(d)
 }
