@@ -80,6 +80,11 @@ pub struct TableSnapSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 5 && self <= 5120").message("multipartChunkSize must be between 5 and 5120 (MB), S3's part size limits"))]
     pub multipart_chunk_size: Option<i64>,
+    /// How each object's content is proven (`--checksum`): `md5` (the default) writes the Python
+    /// tool's `md5sum` metadata; `crc64nvme` fills S3's full-object checksum field instead, about
+    /// 100 times cheaper to compute, with no `md5sum` (needs AWS S3 or a server that supports it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Checksum>,
     /// Upload threads (`--threads`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 256").message("threads must be between 1 and 256"))]
@@ -134,6 +139,26 @@ impl ListenEvent {
             ListenEvent::MovedTo => "IN_MOVED_TO",
             ListenEvent::CloseWrite => "IN_CLOSE_WRITE",
             ListenEvent::Create => "IN_CREATE",
+        }
+    }
+}
+
+/// The checksum written with each object.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Checksum {
+    /// Hex MD5 in the `md5sum` metadata, as the Python tool writes.
+    Md5,
+    /// S3's full-object CRC64NVME checksum field.
+    Crc64nvme,
+}
+
+impl Checksum {
+    /// The agent's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Checksum::Md5 => "md5",
+            Checksum::Crc64nvme => "crc64nvme",
         }
     }
 }

@@ -68,6 +68,7 @@ pub fn agent_args(ts: &TableSnap, data: &DataVolume) -> Vec<String> {
     opt("--keyname-separator", &spec.keyname_separator);
     opt("--storage-class", &spec.storage_class);
     opt("--sse-kms-key-id", &spec.sse_kms_key_id);
+    opt("--checksum", &spec.checksum.map(|c| c.as_str().to_string()));
     let mut num = |flag: &str, value: Option<i64>| {
         if let Some(v) = value {
             args.push(flag.into());
@@ -405,6 +406,7 @@ mod tests {
             "--sse-kms-key-id alias/cassandra",
             "--max-upload-size 1024",
             "--multipart-chunk-size 64",
+            "--checksum crc64nvme",
             "--threads 8",
             "--keyname-separator |",
             "--virtual-hosted-style",

@@ -7,7 +7,7 @@ use kube::api::DynamicObject;
 use serde_json::{Value, json};
 
 use crate::apply::{Outcome, plan};
-use crate::crd::{CredentialsMode, ListenEvent, Mode, TableSnap, TargetKind};
+use crate::crd::{Checksum, CredentialsMode, ListenEvent, Mode, TableSnap, TargetKind};
 
 /// cass-operator's StatefulSet for datacenter dc1 (owned by the CassandraDatacenter).
 pub const CASS_OPERATOR_STATEFULSET: &str =
@@ -44,6 +44,7 @@ pub fn tablesnap_all_options() -> TableSnap {
     ts.spec.with_sse = true;
     ts.spec.sse_kms_key_id = Some("alias/cassandra".into());
     ts.spec.multipart_chunk_size = Some(64);
+    ts.spec.checksum = Some(Checksum::Crc64nvme);
     ts.spec.threads = Some(8);
     ts.spec.endpoint = Some("https://s3.example.internal".into());
     ts.spec.storage_class = Some("STANDARD_IA".into());
