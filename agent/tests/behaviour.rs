@@ -396,8 +396,7 @@ async fn backup_at_start_lists_instead_of_heads(b: Backend) {
         std::fs::write(d.path().join(format!("f-{i:05}.bin")), b"changed").unwrap();
     }
     let agent = Agent::start(&b, &["-B"], &[d.path()]);
-    agent.wait_for(T, |l| l.iter().any(|v| v["message"] == "scan finished"));
-    let scan = agent.messages("scan finished").remove(0);
+    let scan = agent.first_scan(T);
     assert_eq!(scan["files"], 1520, "{scan}");
     assert_eq!(scan["present"], 1495, "{scan}");
     assert_eq!(scan["queued"], 25, "{scan}");
@@ -518,8 +517,7 @@ async fn md5_on_start_compares_content(b: Backend) {
 
     // Same size is "already there" by default, as in the Python tool.
     let agent = Agent::start(&b, &["-B"], &[d.path()]);
-    agent.wait_for(T, |l| l.iter().any(|v| v["message"] == "scan finished"));
-    let scan = agent.messages("scan finished").remove(0);
+    let scan = agent.first_scan(T);
     assert_eq!(
         (scan["present"].as_u64(), scan["queued"].as_u64()),
         (Some(1), Some(0)),
@@ -530,8 +528,7 @@ async fn md5_on_start_compares_content(b: Backend) {
 
     // --md5-on-start sees that the content differs and ships the local file.
     let agent = Agent::start(&b, &["-B", "--md5-on-start"], &[d.path()]);
-    agent.wait_for(T, |l| l.iter().any(|v| v["message"] == "scan finished"));
-    let scan = agent.messages("scan finished").remove(0);
+    let scan = agent.first_scan(T);
     assert_eq!(
         (scan["present"].as_u64(), scan["queued"].as_u64()),
         (Some(0), Some(1)),

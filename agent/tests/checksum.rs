@@ -240,8 +240,7 @@ async fn md5_on_start_compares_the_crc(b: Backend) {
         &["-B", "--md5-on-start", "--checksum", "crc64nvme"],
         &[d.path()],
     );
-    agent.wait_for(T, |l| l.iter().any(|v| v["message"] == "scan finished"));
-    let scan = agent.messages("scan finished").remove(0);
+    let scan = agent.first_scan(T);
     assert_eq!(
         (scan["present"].as_u64(), scan["queued"].as_u64()),
         (Some(0), Some(1)),
@@ -265,8 +264,7 @@ async fn md5_on_start_compares_the_crc(b: Backend) {
         &["-B", "--md5-on-start", "--checksum", "crc64nvme"],
         &[d.path()],
     );
-    agent.wait_for(T, |l| l.iter().any(|v| v["message"] == "scan finished"));
-    let scan = agent.messages("scan finished").remove(0);
+    let scan = agent.first_scan(T);
     assert_eq!(
         (scan["present"].as_u64(), scan["queued"].as_u64()),
         (Some(1), Some(0)),

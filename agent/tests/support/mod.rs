@@ -191,6 +191,14 @@ impl Agent {
         }
     }
 
+    /// Waits for the start-up scan's "scan finished" line and returns it.
+    pub fn first_scan(&self, timeout: Duration) -> serde_json::Value {
+        self.wait_for(timeout, |l| {
+            l.iter().any(|v| v["message"] == "scan finished")
+        });
+        self.messages("scan finished").remove(0)
+    }
+
     /// Log lines whose message is `msg`.
     pub fn messages(&self, msg: &str) -> Vec<serde_json::Value> {
         self.lines
