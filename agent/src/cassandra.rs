@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::agent::Ctx;
+use crate::checksum::{ChecksumKind, Expected, hash_path};
 use crate::error::{Error, Result};
 use crate::meta::ObjectMeta;
 use crate::queue::{Version, Work};
@@ -141,23 +142,9 @@ async fn unshipped(
         // content; mutable components are rewritten with the same size, so size alone is not enough.
         if let Some(etag) = ctx.shipped.listed_etag(&path, v.size) {
             if etag.len() == 32 {
-                let p = path.clone();
-                let md5 = tokio::task::spawn_blocking(move || -> Result<String> {
-                    let mut f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
-                    let (d, _) = crate::checksum::hash_file(
-                        &mut f,
-                        &p,
-                        v.size,
-                        crate::checksum::ChecksumKind::Md5,
-                        None,
-                        false,
-                    )?;
-                    Ok(d.md5_hex().unwrap_or_default().to_string())
-                })
-                .await
-                .expect("hash panicked");
-                match md5 {
-                    Ok(m) if m == etag => {
+                let want = Expected::Md5(etag.to_ascii_lowercase());
+                match hash_path(&path, Some(v.size), ChecksumKind::Md5).await {
+                    Ok(d) if want.matches(&d) => {
                         ctx.shipped.insert(path, v);
                         continue;
                     }

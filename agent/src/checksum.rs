@@ -208,18 +208,19 @@ pub fn hash_file(
     part_size: Option<u64>,
     keep: bool,
 ) -> Result<(Digest, Option<Vec<u8>>)> {
-    let mut md5 = (kind == ChecksumKind::Md5).then(Md5::new);
-    // CRC of the part being read, the CRCs of the parts done, and the CRC of all done parts.
-    let part_size = part_size.filter(|p| *p > 0).unwrap_or(u64::MAX);
+    let mut whole = Hasher::new(kind);
+    // Part CRCs only for a CRC64NVME multipart upload: the CRC of the part being read, its
+    // length so far, and the CRCs of the parts done.
+    let part_size = part_size.filter(|p| *p > 0 && kind == ChecksumKind::Crc64Nvme);
     let mut part = Crc64::default();
-    let mut part_left = part_size;
+    let mut part_len = 0u64;
     let mut parts = Vec::new();
-    let mut whole: Option<u64> = None;
     let mut kept = keep.then(|| Vec::with_capacity(len as usize));
     let mut buf = vec![0u8; 256 * 1024];
     let mut left = len;
     while left > 0 {
-        let want = (buf.len() as u64).min(left).min(part_left) as usize;
+        let room = part_size.map_or(u64::MAX, |p| p - part_len);
+        let want = (buf.len() as u64).min(left).min(room) as usize;
         let n = file
             .read(&mut buf[..want])
             .map_err(|e| Error::io(path, e))?;
@@ -230,39 +231,42 @@ pub fn hash_file(
             )));
         }
         let data = &buf[..n];
-        match md5.as_mut() {
-            Some(m) => m.update(data),
-            None => {
-                part.update(data);
-                part_left -= n as u64;
-            }
-        }
+        whole.update(data);
         if let Some(k) = kept.as_mut() {
             k.extend_from_slice(data);
         }
         left -= n as u64;
-        if md5.is_none() && (part_left == 0 || left == 0) {
-            let crc = part.finish();
-            whole = Some(match whole {
-                None => crc,
-                Some(w) => crc64_combine(w, crc, part_size - part_left),
-            });
-            parts.push(crc);
-            part = Crc64::default();
-            part_left = part_size;
+        if let Some(p) = part_size {
+            part.update(data);
+            part_len += n as u64;
+            if part_len == p || left == 0 {
+                parts.push(part.finish());
+                part = Crc64::default();
+                part_len = 0;
+            }
         }
     }
-    let digest = match md5 {
-        Some(m) => Digest::Md5(hex::encode(m.finalize())),
-        None => {
-            let whole = whole.unwrap_or_else(|| crc64(b""));
-            if part_size == u64::MAX {
-                parts.clear();
-            }
-            Digest::Crc64Nvme { whole, parts }
-        }
+    let digest = match whole.finish() {
+        Digest::Crc64Nvme { whole, .. } => Digest::Crc64Nvme { whole, parts },
+        md5 => md5,
     };
     Ok((digest, kept))
+}
+
+/// The checksum of `kind` of the file at `path`: its first `len` bytes, or all of it. Reads on the
+/// blocking pool.
+pub async fn hash_path(path: &Path, len: Option<u64>, kind: ChecksumKind) -> Result<Digest> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
+        let len = match len {
+            Some(l) => l,
+            None => f.metadata().map_err(|e| Error::io(&p, e))?.len(),
+        };
+        Ok(hash_file(&mut f, &p, len, kind, None, false)?.0)
+    })
+    .await
+    .expect("hashing task panicked")
 }
 
 #[cfg(test)]

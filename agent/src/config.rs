@@ -113,6 +113,11 @@ impl UploadSizing {
             .max(needed.next_multiple_of(MIB))
             .min(MAX_PART_SIZE)
     }
+
+    /// The part size a file of `len` bytes is uploaded in, or `None` for a single PUT.
+    pub fn multipart_part_size(&self, len: u64) -> Option<u64> {
+        (len > self.max_single_put).then(|| self.part_size_for(len))
+    }
 }
 
 /// The agent's validated configuration.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::agent::Ctx;
-use crate::checksum::{ChecksumKind, Digest, Expected, hash_file, is_plain_md5};
+use crate::checksum::{ChecksumKind, Expected, hash_path, is_plain_md5};
 use crate::error::{Error, Result};
 use crate::index::IndexMsg;
 use crate::key::{INDEX_SUFFIX, wants_index};
@@ -182,16 +182,7 @@ async fn same_content(ctx: &Arc<Ctx>, path: &Path, o: &Listed) -> Result<bool> {
         tracing::warn!(path = %path.display(), key = o.key, "the bucket's copy records no checksum; uploading the local file");
         return Ok(false);
     };
-    let p = path.to_path_buf();
-    let kind = want.kind();
-    let local = match tokio::task::spawn_blocking(move || -> Result<Digest> {
-        let mut f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
-        let len = f.metadata().map_err(|e| Error::io(&p, e))?.len();
-        Ok(hash_file(&mut f, &p, len, kind, None, false)?.0)
-    })
-    .await
-    .expect("hash panicked")
-    {
+    let local = match hash_path(path, None, want.kind()).await {
         Ok(d) => d,
         Err(Error::Vanished(_)) => return Ok(true),
         Err(e) => return Err(e),

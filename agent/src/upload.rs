@@ -96,16 +96,14 @@ pub enum Sent {
 pub async fn send(ctx: &Ctx, key: &str, read: &Path) -> Result<Sent> {
     let p = read.to_path_buf();
     let kind = ctx.cfg.checksum;
-    let store = ctx.store.clone();
+    let sizing = ctx.store.multipart_sizing();
     let (digest, kept, meta) = tokio::task::spawn_blocking(move || -> Result<_> {
         let mut f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
         let meta = f.metadata().map_err(|e| Error::io(&p, e))?;
         let small = meta.len() <= SMALL_FILE;
-        let parts = if small {
-            None
-        } else {
-            store.multipart_part_size(meta.len())
-        };
+        let parts = sizing
+            .filter(|_| !small)
+            .and_then(|s| s.multipart_part_size(meta.len()));
         let (digest, kept) = hash_file(&mut f, &p, meta.len(), kind, parts, small)?;
         Ok((digest, kept, meta))
     })

@@ -80,9 +80,7 @@ pub struct TableSnapSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 5 && self <= 5120").message("multipartChunkSize must be between 5 and 5120 (MB), S3's part size limits"))]
     pub multipart_chunk_size: Option<i64>,
-    /// How each object's content is proven (`--checksum`): `md5` (the default) writes the Python
-    /// tool's `md5sum` metadata; `crc64nvme` fills S3's full-object checksum field instead, about
-    /// 100 times cheaper to compute, with no `md5sum` (needs AWS S3 or a server that supports it).
+    /// The checksum written with each object (`--checksum`); see [`Checksum`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<Checksum>,
     /// Upload threads (`--threads`).
@@ -143,7 +141,9 @@ impl ListenEvent {
     }
 }
 
-/// The checksum written with each object.
+/// How each object's content is proven (`--checksum`): `md5` (the default) writes the Python
+/// tool's `md5sum` metadata; `crc64nvme` fills S3's full-object checksum field instead, about 100
+/// times cheaper to compute, with no `md5sum` (needs AWS S3 or a server that supports it).
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Checksum {

@@ -178,10 +178,11 @@ impl Store {
         }
     }
 
-    /// The part size a file of `len` bytes will be uploaded in, or `None` for a single request.
-    pub fn multipart_part_size(&self, len: u64) -> Option<u64> {
+    /// How files are split into multipart uploads; `None` when the store writes every object in
+    /// one request.
+    pub fn multipart_sizing(&self) -> Option<UploadSizing> {
         match self {
-            Store::S3(s) => s.multipart_part_size(len),
+            Store::S3(s) => Some(s.sizing()),
             Store::Local(_) => None,
         }
     }

@@ -29,7 +29,7 @@ use tokio::sync::Semaphore;
 
 use super::{Head, Listed, RequestCounter, RequestKind, Source, StoreOptions, Written};
 use crate::checksum::{ChecksumKind, Digest, Hasher, crc64_to_base64};
-use crate::config::{S3Settings, Sse};
+use crate::config::{S3Settings, Sse, UploadSizing};
 use crate::error::{Error, Result};
 use crate::meta::ObjectMeta;
 
@@ -114,9 +114,9 @@ impl S3Store {
             .map_err(|e| classify(e, &format!("bucket {}", self.bucket)))
     }
 
-    /// The part size of a file of `len` bytes, or `None` when it goes in one PUT.
-    pub fn multipart_part_size(&self, len: u64) -> Option<u64> {
-        (len > self.opts.sizing.max_single_put).then(|| self.opts.sizing.part_size_for(len))
+    /// Single PUT versus multipart.
+    pub fn sizing(&self) -> UploadSizing {
+        self.opts.sizing
     }
 
     /// PUT, or multipart above the single-PUT limit.
