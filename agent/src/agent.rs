@@ -291,10 +291,11 @@ async fn wait_for_store(
     loop {
         match store.check().await {
             Ok(()) => return Ok(true),
+            Err(e @ Error::InvalidConfig(_)) if !wait_for_bucket => return Err(e),
             Err(e @ (Error::NotFound(_) | Error::Permission(_))) if !wait_for_bucket => {
                 return Err(Error::InvalidConfig(e.to_string()));
             }
-            Err(e @ (Error::NotFound(_) | Error::Permission(_))) => {
+            Err(e @ (Error::NotFound(_) | Error::Permission(_) | Error::InvalidConfig(_))) => {
                 let delay = crate::retry::delay(attempt, crate::retry::PERMANENT_CAP);
                 tracing::error!(error = %e, reason = e.reason(), retry_in = ?delay, "the bucket refuses us; nothing ships until this is fixed");
                 attempt += 1;
@@ -573,7 +574,7 @@ async fn ship_file(ctx: &Arc<Ctx>, path: &Path) -> Result<()> {
             // The index writer deletes it (--delete-on-backup) once the index is written.
             let _ = ctx.index_tx.send(IndexMsg::Want(path.to_path_buf())).await;
         } else if ctx.cfg.delete_on_backup {
-            upload::delete_local(ctx, path.to_path_buf()).await;
+            upload::delete_local(path.to_path_buf()).await;
         }
     }
     Ok(())

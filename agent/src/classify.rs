@@ -53,7 +53,10 @@ pub fn classify(
             Action::Ignore
         };
     }
-    if !listen.contains(&what.as_listen_event()) {
+    // A file announced by IN_CREATE may still be written: its closing write ships it again.
+    let listened = listen.contains(&what.as_listen_event())
+        || (what == Happened::ClosedWrite && listen.contains(&ListenEvent::IN_CREATE));
+    if !listened {
         return Action::Ignore;
     }
     if !filter.accepts(&path.to_string_lossy()) {
@@ -93,6 +96,30 @@ mod tests {
                 false
             ),
             Action::Ship
+        );
+        // Issue 15.3: a file announced by IN_CREATE is shipped again when its write ends; with
+        // IN_MOVED_TO alone a closing write stays ignored.
+        assert_eq!(
+            classify(
+                Happened::ClosedWrite,
+                false,
+                p,
+                &[ListenEvent::IN_CREATE],
+                &f,
+                false
+            ),
+            Action::Ship
+        );
+        assert_eq!(
+            classify(
+                Happened::ClosedWrite,
+                false,
+                p,
+                &[ListenEvent::IN_MOVED_TO],
+                &f,
+                false
+            ),
+            Action::Ignore
         );
         let tmp = Path::new("/d/ks-t-tmp-ka-1-Data.db");
         assert_eq!(

@@ -15,7 +15,9 @@ pub enum ListenEvent {
     IN_MOVED_TO,
     /// A file opened for writing was closed.
     IN_CLOSE_WRITE,
-    /// A file (or hard link) was created.
+    /// A file (or hard link) was created. Meant for files that appear whole, such as the hard links
+    /// of commit log archiving (`archive_command=/bin/ln %path /dir/%name`); a file still being
+    /// written when it is created is shipped again once its write ends (IN_CLOSE_WRITE).
     IN_CREATE,
 }
 
@@ -46,7 +48,8 @@ pub enum LogFormat {
     name = "tablesnap",
     version,
     max_term_width = 100,
-    args_override_self = true
+    args_override_self = true,
+    infer_long_args = true
 )]
 pub struct Args {
     /// S3 bucket name, or file:///path for a local directory store.
@@ -147,7 +150,9 @@ pub struct Args {
     pub checksum: crate::checksum::ChecksumKind,
 
     /// Which events to listen on; can be given several times [default: IN_MOVED_TO IN_CLOSE_WRITE].
-    /// Generic mode only: cassandra mode follows every create, close and rename itself.
+    /// IN_CREATE is for files that appear whole (hard links, as in commit log archiving); with it,
+    /// a file still being written is shipped again when its write ends. Generic mode only:
+    /// cassandra mode follows every create, close and rename itself.
     #[arg(long = "listen-events", value_enum, action = clap::ArgAction::Append, value_name = "EVENT")]
     pub listen_events: Vec<ListenEvent>,
 
@@ -155,14 +160,16 @@ pub struct Args {
     #[arg(long = "delete-on-backup")]
     pub delete_on_backup: bool,
 
-    /// Exclude files matching this regular expression from upload (can be given several times).
-    /// If neither exclude nor include is given, files whose path contains "-tmp" are excluded.
-    /// In cassandra mode an SSTable ships only if the rule accepts every one of its files.
-    #[arg(short = 'e', long, value_name = "REGEX", conflicts_with = "include", action = clap::ArgAction::Append)]
+    /// Exclude files matching any of these regular expressions from upload (one or more values,
+    /// and the flag can be repeated). If neither exclude nor include is given, files whose path
+    /// contains "-tmp" are excluded. In cassandra mode an SSTable ships only if the rule accepts
+    /// every one of its files.
+    #[arg(short = 'e', long, value_name = "REGEX", conflicts_with = "include", num_args = 1.., action = clap::ArgAction::Append)]
     pub exclude: Vec<String>,
 
-    /// Include only files matching this regular expression (can be given several times).
-    #[arg(short = 'i', long, value_name = "REGEX", action = clap::ArgAction::Append)]
+    /// Include only files matching any of these regular expressions (one or more values, and the
+    /// flag can be repeated).
+    #[arg(short = 'i', long, value_name = "REGEX", num_args = 1.., action = clap::ArgAction::Append)]
     pub include: Vec<String>,
 
     /// Max size in MiB of a file uploaded in one PUT; larger files are uploaded in parts.
@@ -177,9 +184,10 @@ pub struct Args {
     )]
     pub multipart_chunk_size: u64,
 
-    /// Attempts of one storage request before the file is put back in the queue for later.
+    /// Attempts of one storage request before the file is put back in the queue for later; 0 (the
+    /// Python tool's documented default) means the same as 1: one attempt, no retry inside it.
     #[arg(long, default_value = "1", value_name = "N")]
-    pub retries: NonZeroUsize,
+    pub retries: u32,
 
     /// generic: ship a file when a listened event fires (the Python tool's rule);
     /// cassandra: ship whole SSTables once complete and committed.

@@ -308,7 +308,8 @@ fn parse_store(a: &Args) -> Result<StoreLocation> {
         aws_secret: a.aws_secret.clone(),
         aws_token: a.aws_token.clone(),
         aws_region: a.aws_region.clone(),
-        retries: a.retries.get(),
+        // `--retries 0` is the Python tool's default: one attempt, like 1.
+        retries: (a.retries as usize).max(1),
     })
 }
 

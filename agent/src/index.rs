@@ -89,6 +89,19 @@ pub fn read_entries(dir: &Path, accepts: impl Fn(&str) -> bool) -> std::io::Resu
     Ok(out)
 }
 
+/// The names an index lists: the directory's entries, and with `--delete-on-backup` also the
+/// files shipped from it and deleted since (`deleted`), which the directory held as much as the
+/// ones still there; sorted, each once.
+pub fn listing(
+    entries: &[Entry],
+    deleted: Option<Vec<String>>,
+    accepts: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut names: BTreeSet<String> = entries.iter().map(|e| e.name.clone()).collect();
+    names.extend(deleted.into_iter().flatten().filter(|n| accepts(n)));
+    names.into_iter().collect()
+}
+
 /// The files of `entries` that are not in the bucket at their current version.
 pub fn missing(
     dir: &Path,
@@ -161,14 +174,16 @@ async fn settle(
 ) -> Result<bool> {
     let entries = read_dir(ctx, dir).await?;
     let mut miss = missing(dir, &entries, |p, v| ctx.shipped.has(p, v));
-    if !miss.is_empty() && listed.insert(dir.to_path_buf()) {
+    // With --delete-on-backup the directory's earlier files are gone from disk but not from the
+    // index: what was shipped before this run is learnt from the bucket too.
+    if (!miss.is_empty() || ctx.cfg.delete_on_backup) && listed.insert(dir.to_path_buf()) {
         // Files from before this run may be in the bucket already: one LIST tells.
         let prefix = ctx.cfg.keys.dir_prefix(dir);
         for o in ctx.store.list(&prefix).await? {
             let Some(name) = o.key.strip_prefix(&prefix) else {
                 continue;
             };
-            if name.contains('/') {
+            if name.contains('/') || name.ends_with(crate::key::INDEX_SUFFIX) {
                 continue;
             }
             ctx.shipped.insert_listed(dir.join(name), o.size, o.etag);
@@ -185,7 +200,11 @@ async fn settle(
         }
         return Ok(false);
     }
-    let names: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
+    let names = listing(
+        &entries,
+        ctx.cfg.delete_on_backup.then(|| ctx.shipped.names_in(dir)),
+        |n| ctx.cfg.filter.accepts(&dir.join(n).to_string_lossy()),
+    );
     let body = Bytes::from(body(dir, &names));
     for trigger in triggers {
         // A data file compacted away before its index: newer indexes describe the directory.
@@ -204,7 +223,7 @@ async fn settle(
         ctx.stats.index_written();
         tracing::info!(key, entries = names.len(), "index written");
         if ctx.cfg.delete_on_backup {
-            crate::upload::delete_local(ctx, trigger.clone()).await;
+            crate::upload::delete_local(trigger.clone()).await;
         }
     }
     Ok(true)

@@ -26,8 +26,9 @@ pub struct ObjectMeta {
 }
 
 impl ObjectMeta {
-    /// Metadata of a data object: `stat`, and `md5sum` when the checksum is an MD5.
-    pub fn for_file(meta: &std::fs::Metadata, digest: &Digest) -> Self {
+    /// Metadata of the data object `key`: the Content-Type the Python tool's boto guesses from the
+    /// name, `stat`, and `md5sum` when the checksum is an MD5.
+    pub fn for_file(key: &str, meta: &std::fs::Metadata, digest: &Digest) -> Self {
         let mut user = BTreeMap::new();
         user.insert(
             STAT.to_string(),
@@ -37,7 +38,7 @@ impl ObjectMeta {
             user.insert(MD5SUM.to_string(), md5.to_string());
         }
         Self {
-            content_type: None,
+            content_type: content_type(key).map(str::to_string),
             user,
             checksum_crc64nvme: None,
         }
@@ -62,6 +63,19 @@ impl ObjectMeta {
         self.checksum_crc64nvme
             .as_deref()
             .and_then(crate::checksum::crc64_from_base64)
+    }
+}
+
+/// The Content-Type boto sets for a file of this name: Python's `mimetypes.guess_type`, whose
+/// built-in table knows, of the names Cassandra writes, only `.txt` (`TOC.txt`) and `.json`
+/// (`manifest.json`); `None` leaves the store's default, `application/octet-stream`, as boto does.
+pub fn content_type(name: &str) -> Option<&'static str> {
+    let base = name.rsplit(['/', ':']).next().unwrap_or(name);
+    let ext = base.rsplit_once('.')?.1.to_ascii_lowercase();
+    match ext.as_str() {
+        "txt" => Some("text/plain"),
+        "json" => Some("application/json"),
+        _ => None,
     }
 }
 
@@ -128,5 +142,28 @@ mod tests {
             (p.uid, p.mode, p.user.as_deref()),
             (0, 0o100644, Some("root"))
         );
+    }
+
+    /// Issue 15.5: the Python tool's objects carry boto's guess from the name.
+    #[test]
+    fn content_type_is_pythons_guess() {
+        assert_eq!(
+            content_type("h:/d/ks/t-1/nb-1-big-TOC.txt"),
+            Some("text/plain")
+        );
+        assert_eq!(
+            content_type("h:/d/ks/t-1/snapshots/s/manifest.json"),
+            Some("application/json")
+        );
+        for name in [
+            "h:/d/nb-1-big-Data.db",
+            "h:/d/nb-1-big-Digest.crc32",
+            "h:/d/snapshots/s/schema.cql",
+            "h:/c/CommitLog-7-1.log",
+            "h:/d/no-extension",
+            "h:/d.txt/Data.db",
+        ] {
+            assert_eq!(content_type(name), None, "{name}");
+        }
     }
 }

@@ -126,7 +126,7 @@ pub async fn send(ctx: &Ctx, key: &str, read: &Path) -> Result<Sent> {
         .put(
             key,
             src,
-            &ObjectMeta::for_file(&meta, &digest),
+            &ObjectMeta::for_file(key, &meta, &digest),
             Some(&digest),
         )
         .await?;
@@ -144,13 +144,15 @@ pub async fn send(ctx: &Ctx, key: &str, read: &Path) -> Result<Sent> {
 }
 
 /// Removes a shipped file for `--delete-on-backup`; a file already gone is fine.
-pub async fn delete_local(ctx: &Ctx, path: PathBuf) {
+///
+/// The record of the shipped version stays: the object is still in the bucket, and the next index
+/// of the directory lists it (a file of the same name written later has another version).
+pub async fn delete_local(path: PathBuf) {
     match tokio::fs::remove_file(&path).await {
         Ok(()) => {
-            ctx.shipped.remove(&path);
             tracing::info!(path = %path.display(), "deleted after backup");
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ctx.shipped.remove(&path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "could not delete after backup")
         }

@@ -12,10 +12,9 @@ use tablesnap::config::{Config, Sse, StoreLocation};
 
 fn parse(extra: &[&str]) -> Config {
     let d = std::env::temp_dir();
-    let mut argv = vec!["tablesnap"];
+    // Flags after the positionals: `-e`/`-i` take one or more values, as argparse's `nargs='+'`.
+    let mut argv = vec!["tablesnap", "bucket-name", d.to_str().unwrap()];
     argv.extend_from_slice(extra);
-    argv.push("bucket-name");
-    argv.push(d.to_str().unwrap());
     Config::try_from(Args::try_parse_from(argv).expect("parses")).expect("valid")
 }
 
@@ -154,6 +153,37 @@ fn python_flags_table() {
             &["--retries", "7"],
             |c| matches!(&c.store, StoreLocation::S3(s) if s.max_attempts == 7),
         ),
+        // Issue 15.2: invocations the Python tools accept. `--retries 0` is its documented
+        // default (one attempt).
+        (
+            &["--retries", "0"],
+            |c| matches!(&c.store, StoreLocation::S3(s) if s.max_attempts == 1),
+        ),
+        // Unambiguous abbreviations of long options, as argparse accepts them.
+        (&["--md5"], |c| c.md5_on_start),
+        (&["--recurs", "--auto", "--back"], |c| {
+            c.recursive && c.auto_add && c.backup
+        }),
+        (&["--delete"], |c| c.delete_on_backup),
+        (&["--without"], |c| !c.with_index),
+        (&["--keyname", "|", "-n", "h"], |c| {
+            c.keys.data_key(std::path::Path::new("/x")) == "h|/x"
+        }),
+        // Several values after one -e or -i (nargs='+').
+        (&["-e", "Index", "Filter"], |c| {
+            !c.filter.accepts("/a-Index.db")
+                && !c.filter.accepts("/a-Filter.db")
+                && c.filter.accepts("/a-Data.db")
+        }),
+        (&["-i", "Data", "TOC"], |c| {
+            c.filter.accepts("/a-Data.db")
+                && c.filter.accepts("/a-TOC.txt")
+                && !c.filter.accepts("/a-Index.db")
+        }),
+        // Ours is better than Python's accident: `-e A -e B` keeps both (Python keeps the last).
+        (&["-e", "Index", "-e", "Filter"], |c| {
+            !c.filter.accepts("/a-Index.db") && !c.filter.accepts("/a-Filter.db")
+        }),
         // Additions of ours.
         (
             &["--endpoint-url", "http://127.0.0.1:3900"],
@@ -178,6 +208,51 @@ fn python_flags_table() {
         let c = parse(flags);
         assert!(check(&c), "flags {flags:?} parsed to {c:?}");
     }
+}
+
+/// An abbreviation that fits two long options is refused, as argparse refuses it.
+#[test]
+fn ambiguous_abbreviation_is_refused() {
+    let d = std::env::temp_dir();
+    // --with-sse and --without-index
+    let e = Args::try_parse_from(["tablesnap", "b", d.to_str().unwrap(), "--with"]).unwrap_err();
+    assert!(e.to_string().contains("--with"), "{e}");
+}
+
+/// tablechop: `-j/--parallel`, abbreviations and a negative AGE, as the Python tool takes them;
+/// tableslurp: abbreviations.
+#[test]
+fn tablechop_and_tableslurp_take_python_invocations() {
+    use tablesnap::restore::args::SlurpArgs;
+    use tablesnap::retention::args::{ChopArgs, ChopConfig};
+    let a = ChopArgs::try_parse_from([
+        "tablechop",
+        "--parallel",
+        "3",
+        "--deb",
+        "--list",
+        "file:///tmp/x",
+        "/var/lib/cassandra/data",
+        "-1",
+    ])
+    .expect("parses");
+    assert_eq!(a.jobs.get(), 3);
+    assert!(a.debug && a.list_deletes);
+    let c = ChopConfig::try_from(a).unwrap();
+    assert_eq!(
+        c.rule.age, -86_400,
+        "a negative age keeps only the newest indexes"
+    );
+    let s = SlurpArgs::try_parse_from([
+        "tableslurp",
+        "--recur",
+        "--preserve",
+        "file:///tmp/x",
+        "/var/lib/cassandra/data",
+        "/tmp/target",
+    ])
+    .expect("parses");
+    assert!(s.recursive && s.preserve);
 }
 
 #[test]
@@ -229,9 +304,9 @@ fn bad_input_one_line_exit_2_nothing_written() {
     let bucket = format!("file://{}", store.display());
     let w = watched.to_str().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["-i", "(unclosed", &bucket, w], "(unclosed"),
-        (vec!["-e", "[z-a]", &bucket, w], "[z-a]"),
-        (vec!["-i", "a", "-e", "b", &bucket, w], "--exclude"),
+        (vec![&bucket, w, "-i", "(unclosed"], "(unclosed"),
+        (vec![&bucket, w, "-e", "[z-a]"], "[z-a]"),
+        (vec![&bucket, w, "-i", "a", "-e", "b"], "--exclude"),
         (vec![&bucket, "/no/such/dir"], "/no/such/dir"),
         (vec![&bucket, afile.to_str().unwrap()], "a-file"),
         (vec!["-t", "0", &bucket, w], "'0'"),

@@ -95,13 +95,13 @@ pub fn agent_args(ts: &TableSnap, data: &DataVolume) -> Vec<String> {
         args.push("--listen-events".into());
         args.push(event.as_str().into());
     }
+    // `--flag=RE`: the agent's -i/-e take one or more values (argparse's nargs='+'), so a separate
+    // value would swallow the bucket that follows.
     for re in spec.include.iter().flatten() {
-        args.push("--include".into());
-        args.push(re.clone());
+        args.push(format!("--include={re}"));
     }
     for re in spec.exclude.iter().flatten() {
-        args.push("--exclude".into());
-        args.push(re.clone());
+        args.push(format!("--exclude={re}"));
     }
     args.push(spec.bucket.clone());
     if spec.paths.is_empty() {
@@ -414,7 +414,7 @@ mod tests {
             "--delete-on-backup",
             "--with-sse",
             "--listen-events IN_MOVED_TO --listen-events IN_CLOSE_WRITE",
-            "--include .*-Data\\.db$",
+            "--include=.*-Data\\.db$",
         ] {
             assert!(args.contains(expected), "{expected:?} missing from {args}");
         }

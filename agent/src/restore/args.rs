@@ -17,7 +17,8 @@ use crate::key::{INDEX_SUFFIX, KeyNamer};
     name = "tableslurp",
     version,
     max_term_width = 100,
-    args_override_self = true
+    args_override_self = true,
+    infer_long_args = true
 )]
 pub struct SlurpArgs {
     /// S3 bucket to download files from, or file:///path for a local directory store.

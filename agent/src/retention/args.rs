@@ -16,7 +16,8 @@ use crate::key::KeyNamer;
     name = "tablechop",
     version,
     max_term_width = 100,
-    args_override_self = true
+    args_override_self = true,
+    infer_long_args = true
 )]
 pub struct ChopArgs {
     /// S3 bucket, or file:///path for a local directory store.
@@ -25,8 +26,10 @@ pub struct ChopArgs {
     /// Path portion of the keys (the backed-up directory, e.g. /var/lib/cassandra/data).
     pub path: String,
 
-    /// How many days worth of backups to keep.
-    pub age: u32,
+    /// How many days worth of backups to keep (a negative number, which the Python tool also
+    /// accepts, keeps only the newest index of each directory).
+    #[arg(allow_negative_numbers = true)]
+    pub age: i32,
 
     /// Dry run: delete nothing, report what would be deleted.
     #[arg(short = 'd', long = "debug", alias = "dry-run")]
@@ -37,7 +40,13 @@ pub struct ChopArgs {
     pub list_deletes: bool,
 
     /// Indexes read at once.
-    #[arg(short = 'j', long = "jobs", default_value = "8", value_name = "N")]
+    #[arg(
+        short = 'j',
+        long = "parallel",
+        alias = "jobs",
+        default_value = "8",
+        value_name = "N"
+    )]
     pub jobs: NonZeroUsize,
 
     /// Credentials, region and endpoint.

@@ -111,7 +111,19 @@ impl S3Store {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| classify(e, &format!("bucket {}", self.bucket)))
+            .map_err(|e| match classify(e, &format!("bucket {}", self.bucket)) {
+                // An answer that says the request itself is wrong: with S3-compatible servers
+                // that is almost always a region they do not serve (Garage answers HTTP 400 to
+                // every request signed for another region).
+                Error::Storage(text) => Error::InvalidConfig(format!(
+                    "{text}: the store rejects our requests; is --aws-region {} its region?",
+                    self.client
+                        .config()
+                        .region()
+                        .map_or("(none)", |r| r.as_ref())
+                )),
+                other => other,
+            })
     }
 
     /// Single PUT versus multipart.
@@ -156,9 +168,8 @@ impl S3Store {
                     }
                     None => {}
                 }
-                if meta.content_type.is_none() {
-                    req = self.with_write_options_put(req);
-                }
+                // Storage class and encryption apply to every object, indexes included.
+                req = self.with_write_options_put(req);
                 self.requests.add(RequestKind::Put, 1);
                 let sent = if digest.is_some() {
                     // The checksum protects the body; signing it too would cost a SHA-256 of
@@ -216,7 +227,8 @@ impl S3Store {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
-            .set_metadata(Some(user_meta(meta)));
+            .set_metadata(Some(user_meta(meta)))
+            .set_content_type(meta.content_type.clone());
         if crc.is_some() {
             create = create
                 .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)

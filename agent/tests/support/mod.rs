@@ -140,11 +140,12 @@ impl Agent {
     pub fn start(backend: &Backend, args: &[&str], paths: &[&Path]) -> Agent {
         let mut cmd = Command::new(bin());
         cmd.args(["--log-format", "json", "-n", "testhost"]);
-        cmd.args(args);
         let b = backend.args();
         cmd.arg(&b[0]);
         cmd.args(&b[1..]);
         cmd.args(paths);
+        // After the positionals: `-e`/`-i` take one or more values (argparse's nargs='+').
+        cmd.args(args);
         let agent = Agent::spawn(cmd);
         agent.wait_for(Duration::from_secs(30), |l| {
             l.iter().filter(|v| v["message"] == "watching").count() >= paths.len()
