@@ -126,7 +126,8 @@ async fn secrets_never_appear_in_any_output() {
         expected: all.len(),
         verified,
         lost,
-        note: "no secret in stderr (debug), /metrics, /healthz, errors".into(),
+        open_uploads: open_uploads_of(&c, bucket, "").await,
+        note: "injected: outputs searched (stderr with debug, /metrics, /healthz, errors)".into(),
     });
     assert_eq!((verified, lost), (all.len(), 0));
 }

@@ -3,15 +3,34 @@
 
     fault-report.py REPORT.jsonl > table.md
 
-Rows with the same fault are summed (a fault tried in several runs); the exit code is 1 when any
-file was lost or not verified, so the table can gate a release.
+Every row is what one test run measured: files it expected (its own list), files an independent
+client read back equal to the disk, files missing or different, multipart uploads left open. The
+table has one row per run, never a literal. The exit code is 1 when any file was lost or not
+verified, an upload was left open, a row came twice, or an expected row is missing (a test that
+did not run, or died before it wrote its row), so the table can gate a release.
 """
 import json
 import sys
 
+# The rows a complete run of the fault suite writes (agent/tests/faults.rs, secrets.rs).
+EXPECTED = [
+    "Garage server SIGKILLed and restarted during ingest",
+    "3-node Garage (RF 3), one node SIGKILLed mid-run",
+    "fault proxy: TCP resets mid-request, stalls beyond --request-timeout, 503 SlowDown",
+    "agent SIGKILLed at random moments, restarted with -B",
+    "inotify queue overflow (max_queued_events 16), a burst of small files",
+    "files deleted (compaction) during their multipart upload, and an unreadable file",
+    "object deleted from the bucket behind the agent",
+    "access denied, then bucket deleted (permanent errors)",
+    "multipart upload left open by a killed run",
+    "secrets searched in every output (env, -k/-s, refused key)",
+]
 
-def main(path: str) -> int:
-    rows: dict[str, dict] = {}
+FIELDS = ("injected", "expected", "verified", "lost", "open_uploads")
+
+
+def read(path: str) -> list[dict]:
+    rows = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             line = line.strip()
@@ -20,32 +39,58 @@ def main(path: str) -> int:
             try:
                 r = json.loads(line)
             except json.JSONDecodeError as e:
-                print(f"{path}:{n}: not JSON ({e})", file=sys.stderr)
-                return 2
-            row = rows.setdefault(
-                r["fault"],
-                {"injected": 0, "expected": 0, "verified": 0, "lost": 0, "runs": 0, "notes": []},
+                raise SystemExit(f"{path}:{n}: not JSON ({e})")
+            missing = [k for k in ("fault", *FIELDS) if k not in r]
+            if missing:
+                raise SystemExit(f"{path}:{n}: row lacks {', '.join(missing)}")
+            rows.append(r)
+    return rows
+
+
+def render(rows: list[dict], expected: list[str]) -> tuple[list[str], list[str]]:
+    """The table's lines and the problems found."""
+    problems = []
+    seen: dict[str, int] = {}
+    for r in rows:
+        seen[r["fault"]] = seen.get(r["fault"], 0) + 1
+    for fault, n in seen.items():
+        if n > 1:
+            problems.append(f"row written {n} times (one run, one row): {fault}")
+    for fault in expected:
+        if fault not in seen:
+            problems.append(f"row missing (test not run, or it died before writing it): {fault}")
+    lines = [
+        "| fault | injected | files expected | files verified | lost | uploads left open | notes |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        ok = r["lost"] == 0 and r["verified"] == r["expected"] and r["open_uploads"] == 0
+        if not ok:
+            problems.append(
+                f"{r['fault']}: {r['verified']} of {r['expected']} verified, "
+                f"{r['lost']} lost, {r['open_uploads']} uploads open"
             )
-            row["runs"] += 1
-            for k in ("injected", "expected", "verified", "lost"):
-                row[k] += int(r[k])
-            if r.get("note") and r["note"] not in row["notes"]:
-                row["notes"].append(r["note"])
+        if r["injected"] == 0:
+            problems.append(f"{r['fault']}: no fault hit a request")
+        notes = str(r.get("note", "")).replace("|", "\\|")
+        open_uploads = "unknown" if r["open_uploads"] >= 2**63 else r["open_uploads"]
+        lines.append(
+            f"| {r['fault']} | {r['injected']} | {r['expected']} | {r['verified']} | "
+            f"{r['lost']}{'' if ok else ' ❌'} | {open_uploads} | {notes} |"
+        )
+    return lines, problems
+
+
+def main(path: str) -> int:
+    rows = read(path)
     if not rows:
         print(f"{path}: no results", file=sys.stderr)
         return 2
-    print("| fault | injected | files expected | files verified | lost | notes |")
-    print("|---|---:|---:|---:|---:|---|")
-    bad = False
-    for fault, r in rows.items():
-        ok = r["lost"] == 0 and r["verified"] == r["expected"]
-        bad |= not ok
-        notes = "; ".join(r["notes"]).replace("|", "\\|")
-        print(
-            f"| {fault} | {r['injected']} | {r['expected']} | {r['verified']} | "
-            f"{r['lost']}{'' if ok else ' ❌'} | {notes} |"
-        )
-    return 1 if bad else 0
+    lines, problems = render(rows, EXPECTED)
+    print("\n".join(lines))
+    for p in problems:
+        print(f"fault report: {p}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
