@@ -130,6 +130,8 @@ start() {
   done
   local t0=$SECONDS
   local home; home="$("$here/install-cassandra.sh" "$version")"
+  # The CQL driver the tests use, in its own cached venv.
+  local venv; venv="$("$here/venv.sh" "$here/../cql-requirements.txt" cql)"
   local lib="$home/lib" ver; ver="$(cat "$home/version")"
   "$JAVA" -version 2>&1 | grep -q '"17\.' || { echo "$JAVA is not Java 17" >&2; exit 1; }
   local jamm; jamm="$(ls "$lib"/jamm-*.jar | head -1)"
@@ -234,7 +236,9 @@ export TABLESNAP_TEST_CASSANDRA_DATA=$data
 export TABLESNAP_TEST_CASSANDRA_STORAGE_COMPAT=$compat
 export TABLESNAP_TEST_CASSANDRA_BTI=$bti
 export TABLESNAP_TEST_CASSANDRA_UUID_IDS=$uuid
-export TABLESNAP_TEST_CASSANDRA_NODETOOL="$here/cassandra.sh nodetool $dir"
+export TABLESNAP_TEST_CASSANDRA_SCRIPT=$here/cassandra.sh
+export TABLESNAP_TEST_CQL_PYTHON=$venv/bin/python
+export TABLESNAP_TEST_CQL_SCRIPT=$here/cql.py
 ENV
   echo "cassandra started in $((SECONDS - t0)) s" >&2
   cat "$dir/env"
