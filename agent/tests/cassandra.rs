@@ -19,8 +19,10 @@ both_backends!(
     mutable_components_are_shipped_again,
     backups_drain_with_delete_on_backup,
     snapshots_ship_with_manifest_and_schema,
+    ephemeral_marker_after_the_manifest_is_respected,
     random_interleavings_rebuild_the_live_set,
     several_data_directories_and_staging_cleanup,
+    jbod_snapshot_spans_every_data_directory,
     include_rule_selects_whole_sstables,
 );
 
@@ -309,6 +311,48 @@ async fn snapshots_ship_with_manifest_and_schema(b: Backend) {
     agent.stop();
 }
 
+/// Regression (fact sheet, corrected): up to 4.1 an ephemeral (repair) snapshot is marked by
+/// `ephemeral.snapshot`, written after manifest.json and schema.cql. Shipping on the manifest
+/// alone ships a repair's snapshot.
+async fn ephemeral_marker_after_the_manifest_is_respected(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let mut t = Table::new(&data, "ks", "eph", Ver::V41, 8);
+    let agent = start(&b, &[&data], &[]);
+    let store = b.store().await;
+    let s = t.flush();
+    index(&store, &t.dir, &s.data()).await;
+    let eph = t.snapshot("repair-1", false);
+    // The agent has looked at the snapshot (and shipped some of it, or decided to wait) before
+    // Cassandra writes the marker.
+    let prefix = key(&eph);
+    eventually(
+        Duration::from_secs(30),
+        "agent looked at the snapshot",
+        || async {
+            !agent
+                .messages("snapshot not settled (schema.cql, ephemeral marker); deciding later")
+                .is_empty()
+                || all_keys(&store)
+                    .await
+                    .iter()
+                    .any(|k| k.starts_with(&prefix))
+        },
+    )
+    .await;
+    t.mark_ephemeral(&eph);
+    let snap = t.snapshot("s1", false);
+    index(&store, &snap, "manifest.json").await;
+    assert!(
+        !all_keys(&store)
+            .await
+            .iter()
+            .any(|k| k.starts_with(&prefix)),
+        "ephemeral snapshot shipped"
+    );
+    agent.stop();
+}
+
 async fn random_interleavings_rebuild_the_live_set(b: Backend) {
     use rand::{Rng, SeedableRng};
     let seed: u64 = std::env::var("TABLESNAP_SIM_SEED")
@@ -428,6 +472,51 @@ async fn several_data_directories_and_staging_cleanup(b: Backend) {
             .iter()
             .any(|k| k.contains(".tablesnap-staging"))
     );
+    agent.stop();
+}
+
+/// Regression (fact sheet, corrected): with several data directories a snapshot's SSTable links
+/// land on every disk, but manifest.json and schema.cql on one only. The part without a manifest
+/// is shipped too.
+async fn jbod_snapshot_spans_every_data_directory(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let (d1, d2) = (d.path().join("data1"), d.path().join("data2"));
+    // The same table on both disks (same directory name).
+    let mut t1 = Table::new(&d1, "ks", "j", Ver::V50Big, 12);
+    let mut t2 = Table::new(&d2, "ks", "j", Ver::V50Big, 12);
+    let agent = start(&b, &[&d1, &d2], &[]);
+    let store = b.store().await;
+    let s1 = t1.flush();
+    let s2 = t2.flush();
+    index(&store, &t1.dir, &s1.data()).await;
+    index(&store, &t2.dir, &s2.data()).await;
+    // Links on disk 2 first, then disk 1 with the manifest.
+    let part = t2.dir.join("snapshots/s1");
+    std::fs::create_dir_all(&part).unwrap();
+    for n in s2.names() {
+        std::fs::hard_link(t2.dir.join(&n), part.join(&n)).unwrap();
+    }
+    let home = t1.snapshot("s1", false);
+    index(&store, &home, "manifest.json").await;
+    let files: BTreeMap<String, Vec<u8>> = s2
+        .names()
+        .into_iter()
+        .map(|n| (n.clone(), std::fs::read(part.join(&n)).unwrap()))
+        .collect();
+    eventually(
+        Duration::from_secs(30),
+        "the snapshot's part on the second disk shipped",
+        || async {
+            for (n, body) in &files {
+                match store.get_bytes(&key(&part.join(n))).await {
+                    Ok(got) if got[..] == body[..] => {}
+                    _ => return false,
+                }
+            }
+            true
+        },
+    )
+    .await;
     agent.stop();
 }
 

@@ -197,6 +197,18 @@ impl Table {
         }
     }
 
+    /// The path a transaction record names: canonical (symlinks resolved); 3.0/3.11 without the
+    /// prefix's trailing `-`, 4.0+ with it.
+    fn record_path(&self, prefix: &str) -> String {
+        let dir = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        let p = if self.ver == Ver::V311 {
+            prefix.strip_suffix('-').unwrap_or(prefix)
+        } else {
+            prefix
+        };
+        format!("{}/{p}", dir.display())
+    }
+
     fn content(&mut self, comp: &str) -> Vec<u8> {
         let len = match comp {
             "Data.db" => self.rng.random_range(1_000..200_000),
@@ -226,20 +238,21 @@ impl Table {
                 self.rng.random::<u32>(),
                 self.rng.random::<u64>() >> 16
             );
-            let log = self
-                .dir
-                .join(format!("{}_txn_{op}_{uuid}.log", self.ver.code()));
+            // BTI logs are named `bti-da_txn_…`; BIG ones `<ver>_txn_…`.
+            let log = self.dir.join(match self.ver {
+                Ver::V50Bti => format!("bti-da_txn_{op}_{uuid}.log"),
+                v => format!("{}_txn_{op}_{uuid}.log", v.code()),
+            });
             append_record(
                 &log,
-                &format!("ADD:[{}/{prefix},0,{}]", self.dir.display(), comps.len()),
+                &format!("ADD:[{},0,{}]", self.record_path(&prefix), comps.len()),
             );
             for r in &removes {
                 append_record(
                     &log,
                     &format!(
-                        "REMOVE:[{}/{},0,{}]",
-                        self.dir.display(),
-                        r.prefix,
+                        "REMOVE:[{},0,{}]",
+                        self.record_path(&r.prefix),
                         r.components.len()
                     ),
                 );
@@ -432,12 +445,23 @@ impl Table {
                 files.push(n);
             }
         }
-        let manifest = serde_json::json!({
-            "files": files,
-            "created_at": "2026-11-26T12:00:00Z",
-            "expires_at": null,
-            "ephemeral": ephemeral,
-        });
+        // ≤4.0: `files` only; 4.1 adds `created_at`, `expires_at` (and marks an ephemeral
+        // snapshot with a file written after manifest and schema: see `mark_ephemeral`); 5.0
+        // adds `ephemeral`.
+        let manifest = match self.ver {
+            Ver::V21 | Ver::V22 | Ver::V311 | Ver::V40 => serde_json::json!({ "files": files }),
+            Ver::V41 => serde_json::json!({
+                "files": files,
+                "created_at": "2026-11-26T12:00:00Z",
+                "expires_at": null,
+            }),
+            Ver::V50Big | Ver::V50Bti => serde_json::json!({
+                "files": files,
+                "created_at": "2026-11-26T12:00:00Z",
+                "expires_at": null,
+                "ephemeral": ephemeral,
+            }),
+        };
         std::fs::write(
             d.join("manifest.json"),
             serde_json::to_vec_pretty(&manifest).unwrap(),
@@ -452,6 +476,11 @@ impl Table {
         )
         .unwrap();
         d
+    }
+
+    /// Up to 4.1: the `ephemeral.snapshot` marker, written after manifest.json and schema.cql.
+    pub fn mark_ephemeral(&self, snapshot: &Path) {
+        std::fs::write(snapshot.join("ephemeral.snapshot"), b"").unwrap();
     }
 
     /// The files of the live SSTables, as they are on disk now.
