@@ -26,11 +26,26 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 work="$(mktemp -d)"
-cleanup() { e2e/scripts/garage.sh stop "$work/garage" || true; rm -rf "$work"; }
+cleanup() {
+  e2e/scripts/cassandra.sh stop "$work/cassandra" || true
+  e2e/scripts/garage.sh stop "$work/garage" || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 step "starting Garage"
 eval "$(e2e/scripts/garage.sh start "$work/garage")"
+
+# --- A real Cassandra node for agent/tests/real_cassandra.rs (shared by its tests) ---
+step "installing and starting Cassandra (cached jars; one node on 127.0.0.1)"
+t0=$SECONDS
+e2e/scripts/install-cassandra.sh >/dev/null
+echo "cassandra install: $((SECONDS - t0)) s"
+t0=$SECONDS
+eval "$(e2e/scripts/cassandra.sh start "$work/cassandra")"
+echo "cassandra start: $((SECONDS - t0)) s"
+export TABLESNAP_REQUIRE_REAL=1
+# --- end Cassandra ---
 
 step "Rust tests"
 export TABLESNAP_FAULT_REPORT="$work/fault-report.jsonl"

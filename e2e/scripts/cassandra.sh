@@ -128,6 +128,11 @@ start() {
       *) echo "unknown option $1" >&2; exit 2 ;;
     esac
   done
+  for pidf in "$dir"/node*/pid; do
+    if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
+      echo "a node started under $dir still runs (pid $(cat "$pidf")): stop it first" >&2; exit 1
+    fi
+  done
   local t0=$SECONDS
   local home; home="$("$here/install-cassandra.sh" "$version")"
   # The CQL driver the tests use, in its own cached venv.

@@ -1,0 +1,715 @@
+//! Cassandra mode against a real Apache Cassandra node and Garage. The node is started once per
+//! run by e2e/scripts/cassandra.sh (e2e/test.sh does it) and shared: one keyspace per test. Rows
+//! are written and read with the Python `cassandra-driver` (e2e/scripts/cql.py), the agent runs
+//! beside the node with `--mode cassandra -r -a -B`, then the bucket is checked and a restore with
+//! tableslurp is brought back with `nodetool import` and read with CQL, equal to what was written.
+//!
+//! Without the node's variables the tests print `SKIPPED: no real Cassandra` (and fail when
+//! `TABLESNAP_REQUIRE_REAL=1`).
+
+#[macro_use]
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+use tablesnap::sstable::{Name, parse_name};
+use tablesnap::store::Store;
+
+/// How long the agent may take to ship what Cassandra wrote.
+const SHIP: Duration = Duration::from_secs(90);
+
+/// The shared node, as e2e/scripts/cassandra.sh exported it.
+struct Node {
+    dir: PathBuf,
+    data: PathBuf,
+    script: PathBuf,
+    python: PathBuf,
+    cql_script: PathBuf,
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set by cassandra.sh"))
+}
+
+/// The node, or `None` (after saying so on its own line) when no node was started.
+fn node() -> Option<Node> {
+    if std::env::var_os("TABLESNAP_TEST_CASSANDRA_DIR").is_none() {
+        assert!(
+            std::env::var("TABLESNAP_REQUIRE_REAL").as_deref() != Ok("1"),
+            "TABLESNAP_REQUIRE_REAL=1 but no real Cassandra: run \
+             `eval \"$(e2e/scripts/cassandra.sh start /tmp/cassandra)\"` first"
+        );
+        // Past the test harness's capture: a skip must show.
+        let _ = writeln!(std::io::stdout(), "\nSKIPPED: no real Cassandra");
+        return None;
+    }
+    Some(Node {
+        dir: var("TABLESNAP_TEST_CASSANDRA_DIR").into(),
+        data: var("TABLESNAP_TEST_CASSANDRA_DATA").into(),
+        script: var("TABLESNAP_TEST_CASSANDRA_SCRIPT").into(),
+        python: var("TABLESNAP_TEST_CQL_PYTHON").into(),
+        cql_script: var("TABLESNAP_TEST_CQL_SCRIPT").into(),
+    })
+}
+
+impl Node {
+    /// Runs CQL statements (one a line); returns the rows of each statement that has rows.
+    fn cql(&self, stmts: &str) -> Vec<Vec<Vec<serde_json::Value>>> {
+        let mut child = Command::new(&self.python)
+            .arg(&self.cql_script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run cql.py");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stmts.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "cql.py failed: {}\n{stmts:.2000}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Runs nodetool (one JVM start: a second or two).
+    fn nodetool(&self, args: &[&str]) -> String {
+        let t = Instant::now();
+        let out = Command::new(&self.script)
+            .arg("nodetool")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .expect("run nodetool");
+        assert!(
+            out.status.success(),
+            "nodetool {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("nodetool {args:?}: {:?}", t.elapsed());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The directory of table `ks.table`.
+    fn table_dir(&self, ks: &str, table: &str) -> PathBuf {
+        let want = format!("{table}-");
+        std::fs::read_dir(self.data.join(ks))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .strip_prefix(&want)
+                    .is_some_and(|id| id.len() == 32)
+            })
+            .unwrap_or_else(|| panic!("no directory for {ks}.{table}"))
+    }
+}
+
+/// A keyspace name unique to this test and run.
+fn keyspace(test: &str) -> String {
+    format!("{test}_{:08x}", rand::random::<u32>())
+}
+
+const NO_AUTO_COMPACTION: &str =
+    "WITH compaction = {'class': 'SizeTieredCompactionStrategy', 'enabled': 'false'}";
+
+fn create_keyspace(n: &Node, ks: &str) {
+    n.cql(&format!(
+        "CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}\n"
+    ));
+}
+
+/// Rows `from..to`: (id, text, a sparse column set on every 50th row only).
+fn rows(from: i32, to: i32) -> Vec<(i32, String, Option<String>)> {
+    (from..to)
+        .map(|i| {
+            (
+                i,
+                format!("value-{i}-{}", "x".repeat((i % 97) as usize)),
+                (i % 50 == 0).then(|| format!("sparse-{i}")),
+            )
+        })
+        .collect()
+}
+
+fn insert(n: &Node, ks: &str, table: &str, rows: &[(i32, String, Option<String>)]) {
+    let mut s = String::new();
+    for (id, v, sparse) in rows {
+        match sparse {
+            Some(x) => s.push_str(&format!(
+                "INSERT INTO {ks}.{table} (id, v, sparse) VALUES ({id}, '{v}', '{x}')\n"
+            )),
+            None => s.push_str(&format!(
+                "INSERT INTO {ks}.{table} (id, v) VALUES ({id}, '{v}')\n"
+            )),
+        }
+    }
+    n.cql(&s);
+}
+
+/// Every row of `ks.table`, sorted by id.
+fn read_rows(n: &Node, ks: &str, table: &str) -> Vec<(i32, String, Option<String>)> {
+    let mut out: Vec<_> = n.cql(&format!("SELECT id, v, sparse FROM {ks}.{table}\n"))[0]
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_i64().unwrap() as i32,
+                r[1].as_str().unwrap().to_string(),
+                r[2].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// SSTable component files directly in `dir` (no temporaries, no transaction logs).
+fn components(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !e.file_type().unwrap().is_file() || !matches!(parse_name(&name), Name::Component { .. })
+        {
+            continue;
+        }
+        if let Ok(b) = std::fs::read(e.path()) {
+            out.insert(name, b);
+        }
+    }
+    out
+}
+
+fn has_txn_log(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| matches!(parse_name(&e.file_name().to_string_lossy()), Name::TxnLog))
+        })
+        .unwrap_or(false)
+}
+
+/// Waits until `dir` holds exactly `sstables` Data.db files and no transaction log (a compaction's
+/// inputs are deleted after its COMMIT, when their readers let go).
+fn wait_settled(dir: &Path, sstables: usize) {
+    let start = Instant::now();
+    loop {
+        let data = components(dir)
+            .keys()
+            .filter(|n| n.ends_with("-Data.db"))
+            .count();
+        if data == sstables && !has_txn_log(dir) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{} holds {data} SSTables, want {sstables}: {:?}",
+            dir.display(),
+            components(dir).keys().collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn key(p: &Path) -> String {
+    format!("testhost:{}", p.display())
+}
+
+/// The names an index object lists, if it exists.
+async fn read_index(store: &Store, k: &str) -> Option<Vec<String>> {
+    let body = store.get_bytes(k).await.ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let (_, names) = v.as_object()?.iter().next()?;
+    Some(
+        names
+            .as_array()?
+            .iter()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect(),
+    )
+}
+
+/// Waits until the index written for one of `dir`'s Data.db files names exactly the files on disk
+/// (`expect`, keyed by `index_dir` in the bucket), and every one of them is in the bucket with its
+/// content. `index_dir` is the path the agent saw (a symlink, say), `dir` where the files are.
+async fn wait_index_is_disk(store: &Store, dir: &Path, index_dir: &Path) {
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let disk = components(dir);
+        let want: Vec<String> = disk.keys().cloned().collect();
+        'data: for data in want.iter().filter(|n| n.ends_with("-Data.db")) {
+            let k = format!("{}-listdir.json", key(&index_dir.join(data)));
+            let Some(listed) = read_index(store, &k).await else {
+                last = format!("no index {k}");
+                continue;
+            };
+            if listed != want {
+                last = format!("index {k} lists {listed:?}, disk has {want:?}");
+                continue;
+            }
+            for (name, body) in &disk {
+                match store.get_bytes(&key(&index_dir.join(name))).await {
+                    Ok(got) if got[..] == body[..] => {}
+                    Ok(_) => {
+                        last = format!("{name}: object differs from the file");
+                        continue 'data;
+                    }
+                    Err(e) => {
+                        last = format!("{name}: {e}");
+                        continue 'data;
+                    }
+                }
+            }
+            return;
+        }
+        assert!(
+            start.elapsed() < SHIP,
+            "bucket does not match {} within {SHIP:?}: {last}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until every component file in `dir` is in the bucket (under `index_dir`) with its content.
+async fn wait_all_shipped(store: &Store, dir: &Path, index_dir: &Path) {
+    let start = Instant::now();
+    loop {
+        let disk = components(dir);
+        let mut missing = vec![];
+        for (name, body) in &disk {
+            match store.get_bytes(&key(&index_dir.join(name))).await {
+                Ok(got) if got[..] == body[..] => {}
+                _ => missing.push(name.clone()),
+            }
+        }
+        if missing.is_empty() && !disk.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < SHIP,
+            "not shipped from {} within {SHIP:?}: {missing:?}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn agent(b: &Backend, staging: &Path, roots: &[&Path], extra: &[&str]) -> Agent {
+    let staging = staging.to_string_lossy().into_owned();
+    let mut args = vec![
+        "--mode",
+        "cassandra",
+        "-r",
+        "-a",
+        "-B",
+        "--staging-dir",
+        &staging,
+    ];
+    args.extend_from_slice(extra);
+    Agent::start(b, &args, roots)
+}
+
+/// Restores `origin` (as the agent saw it) with tableslurp into a new directory below `work`.
+fn slurp(b: &Backend, origin: &Path, work: &Path) -> PathBuf {
+    // `nodetool import` parses the source path like a table directory: its parent must be a
+    // valid keyspace name and a `-` in its own name must be followed by a table id, or it finds
+    // "no new SSTables" and still exits 0 (seen on 5.0.9).
+    let target = work
+        .join("restore")
+        .join(format!("r{:08x}", rand::random::<u32>()));
+    let out = Command::new(env!("CARGO_BIN_EXE_tableslurp"))
+        .args(["-n", "testhost"])
+        .args(b.args())
+        .arg(origin)
+        .arg(&target)
+        .output()
+        .expect("run tableslurp");
+    assert!(
+        out.status.success(),
+        "tableslurp failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target
+}
+
+/// Creates `ks.table` with the schema of the tests' tables (and `extra` statements after it).
+fn create_table(n: &Node, ks: &str, table: &str, extra: &[String]) {
+    let mut s = format!(
+        "CREATE TABLE {ks}.{table} (id int PRIMARY KEY, v text, sparse text) {NO_AUTO_COMPACTION}\n"
+    );
+    for e in extra {
+        s.push_str(e);
+        s.push('\n');
+    }
+    n.cql(&s);
+}
+
+/// Brings restored SSTables back into a fresh table with `nodetool import` and reads every row.
+fn import_and_read(
+    n: &Node,
+    ks: &str,
+    table: &str,
+    extra: &[String],
+    from: &Path,
+) -> Vec<(i32, String, Option<String>)> {
+    create_table(n, ks, table, extra);
+    assert!(
+        !components(from).is_empty(),
+        "nothing restored into {}",
+        from.display()
+    );
+    n.nodetool(&["import", ks, table, &from.to_string_lossy()]);
+    read_rows(n, ks, table)
+}
+
+fn sorted(mut v: Vec<(i32, String, Option<String>)>) -> Vec<(i32, String, Option<String>)> {
+    v.sort();
+    v
+}
+
+type Row = (i32, String, Option<String>);
+
+/// Asserts that the rows read back are exactly those written, with a short message if not.
+fn assert_rows(back: &[Row], written: &[Row]) {
+    let want = sorted(written.to_vec());
+    if back != want {
+        let missing: Vec<i32> = want
+            .iter()
+            .filter(|r| !back.contains(r))
+            .map(|r| r.0)
+            .collect();
+        let extra: Vec<i32> = back
+            .iter()
+            .filter(|r| !want.contains(r))
+            .map(|r| r.0)
+            .collect();
+        panic!(
+            "read back {} rows, wrote {}; missing ids (first 20): {:?}; unexpected (first 20): {:?}",
+            back.len(),
+            want.len(),
+            &missing[..missing.len().min(20)],
+            &extra[..extra.len().min(20)]
+        );
+    }
+}
+
+/// The predecessor's own end-to-end scenario: insert, flush, start the agent, insert and flush
+/// again, `nodetool compact`; the index names the compacted SSTable, and a restore of it brought
+/// back with `nodetool import` holds every row written.
+#[tokio::test(flavor = "multi_thread")]
+async fn flush_then_compact_restores_every_row() {
+    let Some(n) = node() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let ks = keyspace("compact");
+    create_keyspace(&n, &ks);
+    create_table(&n, &ks, "t", &[]);
+    let mut written = rows(0, 300);
+    insert(&n, &ks, "t", &written);
+    n.nodetool(&["flush", &ks, "t"]);
+    let ksdir = n.data.join(&ks);
+    let dir = n.table_dir(&ks, "t");
+
+    let b = Backend::garage().await;
+    let a = agent(&b, &work.path().join("staging"), &[&ksdir], &[]);
+    let store = b.store().await;
+    wait_index_is_disk(&store, &dir, &dir).await;
+
+    let more = rows(300, 600);
+    insert(&n, &ks, "t", &more);
+    written.extend(more);
+    n.nodetool(&["flush", &ks, "t"]);
+    wait_settled(&dir, 2);
+    wait_index_is_disk(&store, &dir, &dir).await;
+
+    n.nodetool(&["compact", &ks, "t"]);
+    wait_settled(&dir, 1);
+    wait_index_is_disk(&store, &dir, &dir).await;
+
+    let restored = slurp(&b, &dir, work.path());
+    assert_eq!(
+        components(&restored).keys().collect::<Vec<_>>(),
+        components(&dir).keys().collect::<Vec<_>>()
+    );
+    let back = import_and_read(&n, &ks, "restored", &[], &restored);
+    assert_rows(&back, &written);
+    a.stop();
+}
+
+/// 5.0 SAI on a sparse column: the TOC lists every SAI component, but for an SSTable in which the
+/// column has no value only `…+ColumnComplete.db` is written. Such SSTables must ship (what is on
+/// disk), in the live directory and in `backups/`, and restore with the index usable.
+#[tokio::test(flavor = "multi_thread")]
+async fn sai_on_a_sparse_column_ships_what_is_written() {
+    let Some(n) = node() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let ks = keyspace("sai");
+    create_keyspace(&n, &ks);
+    let index = |t: &str| format!("CREATE INDEX {t}_sparse ON {ks}.{t} (sparse) USING 'sai'");
+    create_table(&n, &ks, "t", &[index("t")]);
+    let ksdir = n.data.join(&ks);
+    let dir = n.table_dir(&ks, "t");
+    let b = Backend::garage().await;
+    let a = agent(&b, &work.path().join("staging"), &[&ksdir], &[]);
+    let store = b.store().await;
+
+    // Rows 1..50 have no sparse value: this SSTable's SAI column index is empty.
+    let mut written = rows(1, 50);
+    insert(&n, &ks, "t", &written);
+    n.nodetool(&["flush", &ks, "t"]);
+    let toc = components(&dir)
+        .into_iter()
+        .find(|(k, _)| k.ends_with("TOC.txt"))
+        .unwrap();
+    let listed = String::from_utf8(toc.1).unwrap();
+    let on_disk = components(&dir);
+    let prefix = toc.0.trim_end_matches("TOC.txt");
+    let unwritten: Vec<&str> = listed
+        .lines()
+        .filter(|c| !on_disk.contains_key(&format!("{prefix}{c}")))
+        .collect();
+    eprintln!("TOC lists components never written: {unwritten:?}");
+    assert!(
+        !unwritten.is_empty(),
+        "expected the TOC to list unwritten SAI components"
+    );
+    wait_index_is_disk(&store, &dir, &dir).await;
+    wait_all_shipped(&store, &dir.join("backups"), &dir.join("backups")).await;
+
+    let more = rows(50, 400);
+    insert(&n, &ks, "t", &more);
+    written.extend(more);
+    n.nodetool(&["flush", &ks, "t"]);
+    wait_settled(&dir, 2);
+    wait_index_is_disk(&store, &dir, &dir).await;
+
+    let restored = slurp(&b, &dir, work.path());
+    let back = import_and_read(&n, &ks, "restored", &[index("restored")], &restored);
+    assert_rows(&back, &written);
+    let hit = n.cql(&format!(
+        "SELECT id FROM {ks}.restored WHERE sparse = 'sparse-100'\n"
+    ));
+    assert_eq!(hit[0], vec![vec![serde_json::json!(100)]]);
+    a.stop();
+}
+
+/// `nodetool snapshot`: the snapshot ships once its manifest.json is written, and a restore of the
+/// snapshot directory brings every row back.
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_restores_every_row() {
+    let Some(n) = node() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let ks = keyspace("snap");
+    create_keyspace(&n, &ks);
+    create_table(&n, &ks, "t", &[]);
+    let ksdir = n.data.join(&ks);
+    let dir = n.table_dir(&ks, "t");
+    let b = Backend::garage().await;
+    let a = agent(&b, &work.path().join("staging"), &[&ksdir], &[]);
+    let store = b.store().await;
+    let written = rows(0, 250);
+    insert(&n, &ks, "t", &written);
+    // `snapshot` flushes first.
+    n.nodetool(&["snapshot", "-t", "s1", &ks]);
+    let tag = dir.join("snapshots/s1");
+    assert!(tag.join("manifest.json").exists());
+    let k = format!("{}-listdir.json", key(&tag.join("manifest.json")));
+    eventually(SHIP, &format!("snapshot index {k}"), || async {
+        store.head(&k).await.is_ok_and(|h| h.is_some())
+    })
+    .await;
+    wait_all_shipped(&store, &tag, &tag).await;
+    let restored = slurp(&b, &tag, work.path());
+    let back = import_and_read(&n, &ks, "restored", &[], &restored);
+    assert_rows(&back, &written);
+    a.stop();
+}
+
+/// Incremental backups with a secondary index: Cassandra links the index's SSTables into
+/// `backups/.<index>/`, which is part of the backups (shipped, cumulative). A restore of
+/// `backups/` brings every row back.
+#[tokio::test(flavor = "multi_thread")]
+async fn incremental_backups_with_a_secondary_index() {
+    let Some(n) = node() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let ks = keyspace("backups");
+    create_keyspace(&n, &ks);
+    create_table(&n, &ks, "t", &[format!("CREATE INDEX t_v ON {ks}.t (v)")]);
+    let ksdir = n.data.join(&ks);
+    let dir = n.table_dir(&ks, "t");
+    let b = Backend::garage().await;
+    let a = agent(&b, &work.path().join("staging"), &[&ksdir], &[]);
+    let store = b.store().await;
+    let mut written = rows(0, 200);
+    insert(&n, &ks, "t", &written);
+    n.nodetool(&["flush", &ks, "t"]);
+    let more = rows(200, 300);
+    insert(&n, &ks, "t", &more);
+    written.extend(more);
+    n.nodetool(&["flush", &ks, "t"]);
+    let backups = dir.join("backups");
+    let idx = backups.join(".t_v");
+    assert!(
+        components(&idx).len() >= 2,
+        "Cassandra linked the index's SSTables into backups/.t_v"
+    );
+    wait_all_shipped(&store, &backups, &backups).await;
+    wait_all_shipped(&store, &idx, &idx).await;
+    // Backups are cumulative: the newest index of backups/ names every SSTable linked there.
+    let want: BTreeSet<String> = components(&backups).into_keys().collect();
+    eventually(SHIP, "backups/ index names every linked file", || async {
+        for d in want.iter().filter(|n| n.ends_with("-Data.db")) {
+            let k = format!("{}-listdir.json", key(&backups.join(d)));
+            if let Some(l) = read_index(&store, &k).await
+                && l.into_iter().collect::<BTreeSet<_>>() == want
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    let restored = slurp(&b, &backups, work.path());
+    let back = import_and_read(&n, &ks, "restored", &[], &restored);
+    assert_rows(&back, &written);
+    a.stop();
+}
+
+/// The data directory watched through a symlink: transaction logs name SSTables by their canonical
+/// path, so the agent must match them by that, not by the path it watches.
+#[tokio::test(flavor = "multi_thread")]
+async fn data_directory_watched_through_a_symlink() {
+    let Some(n) = node() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let ks = keyspace("symlink");
+    create_keyspace(&n, &ks);
+    create_table(&n, &ks, "t", &[]);
+    let ksdir = n.data.join(&ks);
+    let dir = n.table_dir(&ks, "t");
+    let link = work.path().join("link");
+    std::os::unix::fs::symlink(&ksdir, &link).unwrap();
+    let seen = link.join(dir.file_name().unwrap());
+    let b = Backend::garage().await;
+    let a = agent(&b, &work.path().join("staging"), &[&link], &[]);
+    let store = b.store().await;
+    let mut written = vec![];
+    for i in 0..3 {
+        let r = rows(i * 100, i * 100 + 100);
+        insert(&n, &ks, "t", &r);
+        written.extend(r);
+        n.nodetool(&["flush", &ks, "t"]);
+    }
+    wait_settled(&dir, 3);
+    wait_index_is_disk(&store, &dir, &seen).await;
+    n.nodetool(&["compact", &ks, "t"]);
+    wait_settled(&dir, 1);
+    wait_index_is_disk(&store, &dir, &seen).await;
+    let restored = slurp(&b, &seen, work.path());
+    let back = import_and_read(&n, &ks, "restored", &[], &restored);
+    assert_rows(&back, &written);
+    a.stop();
+}
+
+/// The agent SIGKILLed while a compaction runs, then restarted with `-B`: the bucket ends up
+/// matching the live set, and a restore holds every row.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_killed_during_compaction_restarts_with_b() {
+    let Some(n) = node() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let ks = keyspace("killed");
+    create_keyspace(&n, &ks);
+    create_table(&n, &ks, "t", &[]);
+    let ksdir = n.data.join(&ks);
+    let dir = n.table_dir(&ks, "t");
+    let b = Backend::garage().await;
+    let staging = work.path().join("staging");
+    let mut a = agent(&b, &staging, &[&ksdir], &[]);
+    let store = b.store().await;
+    let mut written = vec![];
+    for i in 0..3 {
+        let r = rows(i * 1000, i * 1000 + 1000);
+        insert(&n, &ks, "t", &r);
+        written.extend(r);
+        n.nodetool(&["flush", &ks, "t"]);
+    }
+    wait_settled(&dir, 3);
+    // Kill as soon as the compaction's transaction log appears.
+    let compact = {
+        let (script, d) = (n.script.clone(), n.dir.clone());
+        let ks = ks.clone();
+        std::thread::spawn(move || {
+            Command::new(script)
+                .arg("nodetool")
+                .arg(d)
+                .args(["compact", &ks, "t"])
+                .status()
+                .unwrap()
+        })
+    };
+    let start = Instant::now();
+    while !has_txn_log(&dir) && !compact.is_finished() && start.elapsed() < SHIP {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    a.child.kill().unwrap();
+    a.wait_exit(Duration::from_secs(10));
+    assert!(compact.join().unwrap().success());
+    wait_settled(&dir, 1);
+    let a = agent(&b, &staging, &[&ksdir], &[]);
+    wait_index_is_disk(&store, &dir, &dir).await;
+    let restored = slurp(&b, &dir, work.path());
+    let back = import_and_read(&n, &ks, "restored", &[], &restored);
+    assert_rows(&back, &written);
+    a.stop();
+}
+
+/// An object deleted from the bucket behind the agent's back is shipped again by the next
+/// periodic rescan.
+#[tokio::test(flavor = "multi_thread")]
+async fn object_deleted_from_the_bucket_is_shipped_again() {
+    let Some(n) = node() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let ks = keyspace("lost");
+    create_keyspace(&n, &ks);
+    create_table(&n, &ks, "t", &[]);
+    let ksdir = n.data.join(&ks);
+    let dir = n.table_dir(&ks, "t");
+    let b = Backend::garage().await;
+    let a = agent(
+        &b,
+        &work.path().join("staging"),
+        &[&ksdir],
+        &["--rescan-interval", "1"],
+    );
+    let store = b.store().await;
+    insert(&n, &ks, "t", &rows(0, 100));
+    n.nodetool(&["flush", &ks, "t"]);
+    wait_index_is_disk(&store, &dir, &dir).await;
+    let data = components(&dir)
+        .into_keys()
+        .find(|k| k.ends_with("-Data.db"))
+        .unwrap();
+    store.delete_many(&[key(&dir.join(&data))]).await.unwrap();
+    wait_index_is_disk(&store, &dir, &dir).await;
+    a.stop();
+}
