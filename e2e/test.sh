@@ -28,6 +28,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 work="$(mktemp -d)"
 cleanup() {
   e2e/scripts/cassandra.sh stop "$work/cassandra" || true
+  e2e/scripts/cassandra.sh stop "$work/cassandra-bti" || true
   e2e/scripts/garage.sh stop "$work/garage" || true
   rm -rf "$work"
 }
@@ -44,6 +45,11 @@ echo "cassandra install: $((SECONDS - t0)) s"
 t0=$SECONDS
 eval "$(e2e/scripts/cassandra.sh start "$work/cassandra")"
 echo "cassandra start: $((SECONDS - t0)) s"
+t0=$SECONDS
+# A second one-node cluster on 127.0.0.3 for the BTI format with UUID ids (5.0 storage mode NONE).
+eval "$(e2e/scripts/cassandra.sh start "$work/cassandra-bti" --first-addr 3 --storage-compat NONE \
+  --bti --uuid-ids --env-prefix TABLESNAP_TEST_CASSANDRA_BTI)"
+echo "cassandra (BTI) start: $((SECONDS - t0)) s"
 export TABLESNAP_REQUIRE_REAL=1
 # --- end Cassandra ---
 

@@ -23,10 +23,11 @@ use tablesnap::store::Store;
 /// How long the agent may take to ship what Cassandra wrote.
 const SHIP: Duration = Duration::from_secs(90);
 
-/// The shared node, as e2e/scripts/cassandra.sh exported it.
+/// A node started by e2e/scripts/cassandra.sh, as its exported variables describe it.
 struct Node {
     dir: PathBuf,
     data: PathBuf,
+    host: String,
     script: PathBuf,
     python: PathBuf,
     cql_script: PathBuf,
@@ -36,21 +37,36 @@ fn var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set by cassandra.sh"))
 }
 
-/// The node, or `None` (after saying so on its own line) when no node was started.
+/// The shared node (5.0 defaults: `nb` BIG, numeric ids), or `None` after saying so.
 fn node() -> Option<Node> {
-    if std::env::var_os("TABLESNAP_TEST_CASSANDRA_DIR").is_none() {
+    node_at("TABLESNAP_TEST_CASSANDRA", "")
+}
+
+/// The second node, started with `--storage-compat NONE --bti --uuid-ids` (BTI `da`, UUID ids).
+fn bti_node() -> Option<Node> {
+    node_at(
+        "TABLESNAP_TEST_CASSANDRA_BTI",
+        " --first-addr 3 --storage-compat NONE --bti --uuid-ids --env-prefix TABLESNAP_TEST_CASSANDRA_BTI",
+    )
+}
+
+/// The node whose variables start with `prefix`, or `None` (after saying so on its own line)
+/// when none was started.
+fn node_at(prefix: &str, options: &str) -> Option<Node> {
+    if std::env::var_os(format!("{prefix}_DIR")).is_none() {
         assert!(
             std::env::var("TABLESNAP_REQUIRE_REAL").as_deref() != Ok("1"),
             "TABLESNAP_REQUIRE_REAL=1 but no real Cassandra: run \
-             `eval \"$(e2e/scripts/cassandra.sh start /tmp/cassandra)\"` first"
+             `eval \"$(e2e/scripts/cassandra.sh start /tmp/cassandra{options})\"` first"
         );
         // Past the test harness's capture: a skip must show.
         let _ = writeln!(std::io::stdout(), "\nSKIPPED: no real Cassandra");
         return None;
     }
     Some(Node {
-        dir: var("TABLESNAP_TEST_CASSANDRA_DIR").into(),
-        data: var("TABLESNAP_TEST_CASSANDRA_DATA").into(),
+        dir: var(&format!("{prefix}_DIR")).into(),
+        data: var(&format!("{prefix}_DATA")).into(),
+        host: var(&format!("{prefix}_HOST")),
         script: var("TABLESNAP_TEST_CASSANDRA_SCRIPT").into(),
         python: var("TABLESNAP_TEST_CQL_PYTHON").into(),
         cql_script: var("TABLESNAP_TEST_CQL_SCRIPT").into(),
@@ -62,6 +78,7 @@ impl Node {
     fn cql(&self, stmts: &str) -> Vec<Vec<Vec<serde_json::Value>>> {
         let mut child = Command::new(&self.python)
             .arg(&self.cql_script)
+            .args(["--host", &self.host])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -711,5 +728,51 @@ async fn object_deleted_from_the_bucket_is_shipped_again() {
         .unwrap();
     store.delete_many(&[key(&dir.join(&data))]).await.unwrap();
     wait_index_is_disk(&store, &dir, &dir).await;
+    a.stop();
+}
+
+/// 5.0 with `storage_compatibility_mode: NONE`, the BTI format and UUID SSTable ids (a node of its
+/// own): `da-<uuid>-bti-` SSTables with `Partitions.db`/`Rows.db` and SAI, flushed, compacted,
+/// restored and read back.
+#[tokio::test(flavor = "multi_thread")]
+async fn bti_table_with_uuid_ids_round_trip() {
+    let Some(n) = bti_node() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let ks = keyspace("bti");
+    create_keyspace(&n, &ks);
+    let index = |t: &str| format!("CREATE INDEX {t}_sparse ON {ks}.{t} (sparse) USING 'sai'");
+    create_table(&n, &ks, "t", &[index("t")]);
+    let ksdir = n.data.join(&ks);
+    let dir = n.table_dir(&ks, "t");
+    let b = Backend::garage().await;
+    let a = agent(&b, &work.path().join("staging"), &[&ksdir], &[]);
+    let store = b.store().await;
+    let mut written = vec![];
+    for (from, to) in [(1, 40), (40, 300)] {
+        let r = rows(from, to);
+        insert(&n, &ks, "t", &r);
+        written.extend(r);
+        n.nodetool(&["flush", &ks, "t"]);
+    }
+    wait_settled(&dir, 2);
+    let names: Vec<String> = components(&dir).into_keys().collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("da-") && n.contains("-bti-") && n.as_bytes()[7] == b'_'),
+        "BTI SSTables with UUID ids: {names:?}"
+    );
+    assert!(names.iter().any(|n| n.ends_with("-Partitions.db")));
+    wait_index_is_disk(&store, &dir, &dir).await;
+    n.nodetool(&["compact", &ks, "t"]);
+    wait_settled(&dir, 1);
+    wait_index_is_disk(&store, &dir, &dir).await;
+    let restored = slurp(&b, &dir, work.path());
+    let back = import_and_read(&n, &ks, "restored", &[index("restored")], &restored);
+    assert_rows(&back, &written);
+    let hit = n.cql(&format!(
+        "SELECT id FROM {ks}.restored WHERE sparse = 'sparse-100'\n"
+    ));
+    assert_eq!(hit[0], vec![vec![serde_json::json!(100)]]);
     a.stop();
 }

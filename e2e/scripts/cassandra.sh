@@ -8,6 +8,8 @@
 #     --uuid-ids                uuid_sstable_identifiers_enabled: true
 #     --no-backups              incremental_backups: false (default true; `nodetool disablebackup` too)
 #     --jbod                    two data_file_directories per node (data1, data2)
+#     --first-addr K            nodes on 127.0.0.K .. (default 1): a second cluster beside the first
+#     --env-prefix P            names of the exported variables (default TABLESNAP_TEST_CASSANDRA)
 #   cassandra.sh stop DIR               stop the nodes started under DIR (SIGTERM, then SIGKILL)
 #   cassandra.sh nodetool DIR [-n N] ARGS...   nodetool against node N (default 1); one JVM each call
 # Java: $CASSANDRA_JAVA_HOME, default the machine's Java 17 (never a Java 24+: Cassandra fails there).
@@ -115,7 +117,7 @@ nodetool() {
 
 start() {
   local nodes=1 version="${CASSANDRA_VERSION:-5.0}" compat="CASSANDRA_4" bti=0 uuid=false
-  local backups=true jbod=0
+  local backups=true jbod=0 first=1 prefix=TABLESNAP_TEST_CASSANDRA
   while [ $# -gt 0 ]; do
     case "$1" in
       --nodes) nodes="$2"; shift 2 ;;
@@ -125,6 +127,8 @@ start() {
       --uuid-ids) uuid=true; shift ;;
       --no-backups) backups=false; shift ;;
       --jbod) jbod=1; shift ;;
+      --first-addr) first="$2"; shift 2 ;;
+      --env-prefix) prefix="$2"; shift 2 ;;
       *) echo "unknown option $1" >&2; exit 2 ;;
     esac
   done
@@ -142,9 +146,9 @@ start() {
   local jamm; jamm="$(ls "$lib"/jamm-*.jar | head -1)"
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd -P)"
-  local seeds="127.0.0.1:$STORAGE_PORT"
+  local seeds="127.0.0.$first:$STORAGE_PORT"
   for n in $(seq 1 "$nodes"); do
-    local nd="$dir/node$n" addr="127.0.0.$n" jmx=$((JMX_BASE + n - 1))
+    local nd="$dir/node$n" addr="127.0.0.$((first + n - 1))" jmx=$((JMX_BASE + first + n - 2))
     mkdir -p "$nd/log" "$nd/commitlog" "$nd/saved_caches" "$nd/hints" "$nd/cdc_raw"
     local datadirs="    - $nd/data"
     if [ "$jbod" = 1 ]; then
@@ -156,7 +160,7 @@ start() {
     fi
     {
       cat <<YAML
-cluster_name: tablesnap-test
+cluster_name: tablesnap-test-$first
 num_tokens: 16
 allocate_tokens_for_local_replication_factor: 1
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
@@ -232,15 +236,15 @@ XML
   done
   local data="$dir/node1/data"; [ "$jbod" = 1 ] && data="$dir/node1/data1"
   cat > "$dir/env" <<ENV
-export TABLESNAP_TEST_CASSANDRA_DIR=$dir
-export TABLESNAP_TEST_CASSANDRA_VERSION=$ver
-export TABLESNAP_TEST_CASSANDRA_HOST=127.0.0.1
-export TABLESNAP_TEST_CASSANDRA_PORT=$NATIVE_PORT
-export TABLESNAP_TEST_CASSANDRA_NODES=$nodes
-export TABLESNAP_TEST_CASSANDRA_DATA=$data
-export TABLESNAP_TEST_CASSANDRA_STORAGE_COMPAT=$compat
-export TABLESNAP_TEST_CASSANDRA_BTI=$bti
-export TABLESNAP_TEST_CASSANDRA_UUID_IDS=$uuid
+export ${prefix}_DIR=$dir
+export ${prefix}_VERSION=$ver
+export ${prefix}_HOST=127.0.0.$first
+export ${prefix}_PORT=$NATIVE_PORT
+export ${prefix}_NODES=$nodes
+export ${prefix}_DATA=$data
+export ${prefix}_STORAGE_COMPAT=$compat
+export ${prefix}_BTI=$bti
+export ${prefix}_UUID_IDS=$uuid
 export TABLESNAP_TEST_CASSANDRA_SCRIPT=$here/cassandra.sh
 export TABLESNAP_TEST_CQL_PYTHON=$venv/bin/python
 export TABLESNAP_TEST_CQL_SCRIPT=$here/cql.py
