@@ -28,6 +28,8 @@ struct Node {
     dir: PathBuf,
     data: PathBuf,
     host: String,
+    /// The consistency level of every statement.
+    consistency: &'static str,
     script: PathBuf,
     python: PathBuf,
     cql_script: PathBuf,
@@ -67,6 +69,7 @@ fn node_at(prefix: &str, options: &str) -> Option<Node> {
         dir: var(&format!("{prefix}_DIR")).into(),
         data: var(&format!("{prefix}_DATA")).into(),
         host: var(&format!("{prefix}_HOST")),
+        consistency: "LOCAL_ONE",
         script: var("TABLESNAP_TEST_CASSANDRA_SCRIPT").into(),
         python: var("TABLESNAP_TEST_CQL_PYTHON").into(),
         cql_script: var("TABLESNAP_TEST_CQL_SCRIPT").into(),
@@ -78,7 +81,7 @@ impl Node {
     fn cql(&self, stmts: &str) -> Vec<Vec<Vec<serde_json::Value>>> {
         let mut child = Command::new(&self.python)
             .arg(&self.cql_script)
-            .args(["--host", &self.host])
+            .args(["--host", &self.host, "--consistency", self.consistency])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -775,4 +778,106 @@ async fn bti_table_with_uuid_ids_round_trip() {
     ));
     assert_eq!(hit[0], vec![vec![serde_json::json!(100)]]);
     a.stop();
+}
+
+/// Nodes a test starts for itself (under `dir`), stopped when dropped.
+struct OwnCluster {
+    script: PathBuf,
+    dir: PathBuf,
+}
+
+impl OwnCluster {
+    fn start(script: &Path, dir: &Path, options: &[&str]) -> OwnCluster {
+        let t = Instant::now();
+        let out = Command::new(script)
+            .arg("start")
+            .arg(dir)
+            .args(options)
+            .output()
+            .expect("run cassandra.sh");
+        assert!(
+            out.status.success(),
+            "cassandra.sh start {options:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("cassandra.sh start {options:?}: {:?}", t.elapsed());
+        OwnCluster {
+            script: script.to_path_buf(),
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.script)
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Entire-SSTable ("zero-copy") streaming: a node bootstraps into a cluster whose keyspace has
+/// a replica on every node, so whole SSTables stream to it, and the streamed SSTables have no
+/// TOC.txt. The agent on the new node must ship them; a restore of them brought back with
+/// `nodetool import` holds every row. Two nodes of its own (127.0.0.5 and .6): about a minute.
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_sstables_without_toc_are_shipped() {
+    let Some(shared) = node() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (work.path().join("a"), work.path().join("b"));
+    let _a = OwnCluster::start(
+        &shared.script,
+        &dir_a,
+        &["--first-addr", "5", "--no-backups"],
+    );
+    let own = |dir: &Path, host: &str| Node {
+        dir: dir.to_path_buf(),
+        data: dir.join("node1/data"),
+        host: host.into(),
+        consistency: "ALL",
+        script: shared.script.clone(),
+        python: shared.python.clone(),
+        cql_script: shared.cql_script.clone(),
+    };
+    let a = Node {
+        consistency: "ONE",
+        ..own(&dir_a, "127.0.0.5")
+    };
+    let ks = keyspace("stream");
+    a.cql(&format!(
+        "CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 2}}\n"
+    ));
+    create_table(&a, &ks, "t", &[]);
+    let written = rows(0, 500);
+    insert(&a, &ks, "t", &written);
+    a.nodetool(&["flush", &ks, "t"]);
+
+    // The agent watches the new node's data directory before the node exists.
+    let b_node = own(&dir_b, "127.0.0.6");
+    std::fs::create_dir_all(&b_node.data).unwrap();
+    let b = Backend::garage().await;
+    let agent = agent(&b, &work.path().join("staging"), &[&b_node.data], &[]);
+    let store = b.store().await;
+    let _b = OwnCluster::start(
+        &shared.script,
+        &dir_b,
+        &["--first-addr", "6", "--seed", "5", "--no-backups"],
+    );
+    let dir = b_node.table_dir(&ks, "t");
+    let names: Vec<String> = components(&dir).into_keys().collect();
+    eprintln!("streamed into {}: {names:?}", dir.display());
+    assert!(
+        names.iter().any(|n| n.ends_with("-Data.db")),
+        "nothing streamed: {names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.ends_with("-TOC.txt")),
+        "entire-SSTable streaming wrote a TOC.txt: {names:?}"
+    );
+    wait_index_is_disk(&store, &dir, &dir).await;
+    let restored = slurp(&b, &dir, work.path());
+    let back = import_and_read(&b_node, &ks, "restored", &[], &restored);
+    assert_rows(&back, &written);
+    agent.stop();
 }

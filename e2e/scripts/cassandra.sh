@@ -10,6 +10,7 @@
 #     --jbod                    two data_file_directories per node (data1, data2)
 #     --first-addr K            nodes on 127.0.0.K .. (default 1): a second cluster beside the first
 #     --env-prefix P            names of the exported variables (default TABLESNAP_TEST_CASSANDRA)
+#     --seed K                  join the cluster whose seed is 127.0.0.K (bootstraps: streams data in)
 #   cassandra.sh stop DIR               stop the nodes started under DIR (SIGTERM, then SIGKILL)
 #   cassandra.sh nodetool DIR [-n N] ARGS...   nodetool against node N (default 1); one JVM each call
 # Java: $CASSANDRA_JAVA_HOME, default the machine's Java 17 (never a Java 24+: Cassandra fails there).
@@ -117,7 +118,7 @@ nodetool() {
 
 start() {
   local nodes=1 version="${CASSANDRA_VERSION:-5.0}" compat="CASSANDRA_4" bti=0 uuid=false
-  local backups=true jbod=0 first=1 prefix=TABLESNAP_TEST_CASSANDRA
+  local backups=true jbod=0 first=1 prefix=TABLESNAP_TEST_CASSANDRA seed=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --nodes) nodes="$2"; shift 2 ;;
@@ -129,6 +130,7 @@ start() {
       --jbod) jbod=1; shift ;;
       --first-addr) first="$2"; shift 2 ;;
       --env-prefix) prefix="$2"; shift 2 ;;
+      --seed) seed="$2"; shift 2 ;;
       *) echo "unknown option $1" >&2; exit 2 ;;
     esac
   done
@@ -146,7 +148,8 @@ start() {
   local jamm; jamm="$(ls "$lib"/jamm-*.jar | head -1)"
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd -P)"
-  local seeds="127.0.0.$first:$STORAGE_PORT"
+  [ -n "$seed" ] || seed="$first"
+  local seeds="127.0.0.$seed:$STORAGE_PORT"
   for n in $(seq 1 "$nodes"); do
     local nd="$dir/node$n" addr="127.0.0.$((first + n - 1))" jmx=$((JMX_BASE + first + n - 2))
     mkdir -p "$nd/log" "$nd/commitlog" "$nd/saved_caches" "$nd/hints" "$nd/cdc_raw"
@@ -160,7 +163,7 @@ start() {
     fi
     {
       cat <<YAML
-cluster_name: tablesnap-test-$first
+cluster_name: tablesnap-test-$seed
 num_tokens: 16
 allocate_tokens_for_local_replication_factor: 1
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner

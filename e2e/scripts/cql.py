@@ -12,6 +12,7 @@ import json
 import os
 import sys
 
+from cassandra import ConsistencyLevel
 from cassandra.cluster import Cluster, ExecutionProfile, EXEC_PROFILE_DEFAULT
 from cassandra.concurrent import execute_concurrent
 from cassandra.policies import WhiteListRoundRobinPolicy
@@ -29,9 +30,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default=os.environ.get("TABLESNAP_TEST_CASSANDRA_HOST", "127.0.0.1"))
     ap.add_argument("--port", type=int, default=int(os.environ.get("TABLESNAP_TEST_CASSANDRA_PORT", "9042")))
+    ap.add_argument("--consistency", default="LOCAL_ONE", help="consistency level name, e.g. ALL")
     args = ap.parse_args()
     profile = ExecutionProfile(
-        request_timeout=120, load_balancing_policy=WhiteListRoundRobinPolicy([args.host])
+        request_timeout=120,
+        load_balancing_policy=WhiteListRoundRobinPolicy([args.host]),
+        consistency_level=ConsistencyLevel.name_to_value[args.consistency],
     )
     cluster = Cluster(
         [args.host],
