@@ -881,3 +881,70 @@ async fn streamed_sstables_without_toc_are_shipped() {
     assert_rows(&back, &written);
     agent.stop();
 }
+
+/// Two data directories (JBOD): `nodetool snapshot` links each disk's SSTables into a snapshot
+/// directory on that disk, but writes manifest.json and schema.cql on one only. The agent must
+/// ship the snapshot's part on the other disk too; restoring both parts brings every row back.
+/// A node of its own (127.0.0.7, `--jbod`).
+#[tokio::test(flavor = "multi_thread")]
+async fn jbod_snapshot_spread_over_both_disks_is_shipped_whole() {
+    let Some(shared) = node() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("jbod");
+    let _c = OwnCluster::start(&shared.script, &dir, &["--first-addr", "7", "--jbod"]);
+    let n = Node {
+        dir: dir.clone(),
+        data: dir.join("node1/data1"),
+        host: "127.0.0.7".into(),
+        consistency: "ONE",
+        script: shared.script.clone(),
+        python: shared.python.clone(),
+        cql_script: shared.cql_script.clone(),
+    };
+    let disks = [dir.join("node1/data1"), dir.join("node1/data2")];
+    let ks = keyspace("jbod");
+    create_keyspace(&n, &ks);
+    create_table(&n, &ks, "t", &[]);
+    let b = Backend::garage().await;
+    let roots: Vec<&Path> = disks.iter().map(PathBuf::as_path).collect();
+    let a = agent(&b, &work.path().join("staging"), &roots, &[]);
+    let store = b.store().await;
+    let written = rows(0, 1000);
+    insert(&n, &ks, "t", &written);
+    n.nodetool(&["snapshot", "-t", "s1", &ks]);
+    let table = n.table_dir(&ks, "t");
+    let table_name = table.file_name().unwrap();
+    let tags: Vec<PathBuf> = disks
+        .iter()
+        .map(|d| d.join(&ks).join(table_name).join("snapshots/s1"))
+        .collect();
+    for t in &tags {
+        assert!(
+            components(t).keys().any(|k| k.ends_with("-Data.db")),
+            "the flush wrote an SSTable on each disk: {} has none",
+            t.display()
+        );
+    }
+    let manifests: Vec<bool> = tags
+        .iter()
+        .map(|t| t.join("manifest.json").exists())
+        .collect();
+    eprintln!("manifest.json on disks: {manifests:?}");
+    assert_eq!(
+        manifests.iter().filter(|m| **m).count(),
+        1,
+        "manifest.json on one disk only"
+    );
+    for t in &tags {
+        wait_all_shipped(&store, t, t).await;
+    }
+    let mut back = vec![];
+    for (i, t) in tags.iter().enumerate() {
+        let restored = slurp(&b, t, work.path());
+        let table = format!("restored{i}");
+        back.extend(import_and_read(&n, &ks, &table, &[], &restored));
+    }
+    back.sort();
+    assert_rows(&back, &written);
+    a.stop();
+}
