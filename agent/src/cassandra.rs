@@ -158,9 +158,14 @@ async fn unshipped(
         if ctx.shipped.has_exact(&path, &v) {
             continue;
         }
-        // Known by listing only: same size and same MD5 (the ETag of a single PUT) is the same
-        // content; mutable components are rewritten with the same size, so size alone is not enough.
+        // Known by listing only. An immutable component of the same size is the same (the Python
+        // rule: `-B` compares by LIST and reads no file, unless --md5-on-start asks for it).
+        // Mutable components are rewritten with the same size: same size and same MD5 (the ETag
+        // of a single PUT) is the same content.
         if let Some(etag) = ctx.shipped.listed_etag(&path, v.size) {
+            if !is_mutable(n) && !ctx.cfg.md5_on_start {
+                continue;
+            }
             if etag.len() == 32 {
                 let want = Expected::Md5(etag.to_ascii_lowercase());
                 match hash_path(&path, Some(v.size), ChecksumKind::Md5).await {
