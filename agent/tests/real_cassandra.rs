@@ -343,6 +343,71 @@ async fn wait_all_shipped(store: &Store, dir: &Path, index_dir: &Path) {
     }
 }
 
+/// The independent checker: while a test runs, polls the bucket; no index may ever name an object
+/// that is not there, and no temporary or transaction log may appear.
+struct Checker {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl Checker {
+    fn start(store: Store) -> Checker {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut bad = BTreeSet::new();
+            let mut checked: BTreeSet<String> = BTreeSet::new();
+            loop {
+                let last = s.load(std::sync::atomic::Ordering::SeqCst);
+                let listed = store.list("").await.unwrap_or_default();
+                let keys: BTreeSet<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+                for k in &keys {
+                    let name = k.rsplit('/').next().unwrap_or(k);
+                    if name.contains("_txn_") || name.ends_with(".tmp") || name.contains("tmplink")
+                    {
+                        bad.insert(format!("temporary or log shipped: {k}"));
+                    }
+                    // An index is immutable once written: check each once.
+                    if !k.ends_with("-listdir.json") || checked.contains(*k) {
+                        continue;
+                    }
+                    let Ok(body) = store.get_bytes(k).await else {
+                        continue;
+                    };
+                    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+                        bad.insert(format!("index {k} is not JSON"));
+                        continue;
+                    };
+                    let dir_key = &k[..k.rfind('/').unwrap()];
+                    for names in v.as_object().into_iter().flat_map(|o| o.values()) {
+                        for n in names.as_array().into_iter().flatten() {
+                            let n = n.as_str().unwrap_or_default();
+                            let obj = format!("{dir_key}/{n}");
+                            // Subdirectories of a snapshot (`.<index>`) are named without objects.
+                            if !n.starts_with('.') && !keys.contains(obj.as_str()) {
+                                bad.insert(format!("index {k} names {n}, not in the bucket"));
+                            }
+                        }
+                    }
+                    checked.insert(k.to_string());
+                }
+                if last {
+                    return bad.into_iter().collect();
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Checker { stop, task }
+    }
+
+    /// Stops polling (after one last pass) and asserts that nothing was wrong.
+    async fn finish(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let bad = self.task.await.unwrap();
+        assert!(bad.is_empty(), "the bucket checker found: {bad:#?}");
+    }
+}
+
 fn agent(b: &Backend, staging: &Path, roots: &[&Path], extra: &[&str]) -> Agent {
     let staging = staging.to_string_lossy().into_owned();
     let mut args = vec![
@@ -462,6 +527,7 @@ async fn flush_then_compact_restores_every_row() {
     let b = Backend::garage().await;
     let a = agent(&b, &work.path().join("staging"), &[&ksdir], &[]);
     let store = b.store().await;
+    let checker = Checker::start(b.store().await);
     wait_index_is_disk(&store, &dir, &dir).await;
 
     let more = rows(300, 600);
@@ -483,6 +549,7 @@ async fn flush_then_compact_restores_every_row() {
     let back = import_and_read(&n, &ks, "restored", &[], &restored);
     assert_rows(&back, &written);
     a.stop();
+    checker.finish().await;
 }
 
 /// 5.0 SAI on a sparse column: the TOC lists every SAI component, but for an SSTable in which the
@@ -501,6 +568,7 @@ async fn sai_on_a_sparse_column_ships_what_is_written() {
     let b = Backend::garage().await;
     let a = agent(&b, &work.path().join("staging"), &[&ksdir], &[]);
     let store = b.store().await;
+    let checker = Checker::start(b.store().await);
 
     // Rows 1..50 have no sparse value: this SSTable's SAI column index is empty.
     let mut written = rows(1, 50);
@@ -540,6 +608,7 @@ async fn sai_on_a_sparse_column_ships_what_is_written() {
     ));
     assert_eq!(hit[0], vec![vec![serde_json::json!(100)]]);
     a.stop();
+    checker.finish().await;
 }
 
 /// `nodetool snapshot`: the snapshot ships once its manifest.json is written, and a restore of the
@@ -556,6 +625,7 @@ async fn snapshot_restores_every_row() {
     let b = Backend::garage().await;
     let a = agent(&b, &work.path().join("staging"), &[&ksdir], &[]);
     let store = b.store().await;
+    let checker = Checker::start(b.store().await);
     let written = rows(0, 250);
     insert(&n, &ks, "t", &written);
     // `snapshot` flushes first.
@@ -572,6 +642,7 @@ async fn snapshot_restores_every_row() {
     let back = import_and_read(&n, &ks, "restored", &[], &restored);
     assert_rows(&back, &written);
     a.stop();
+    checker.finish().await;
 }
 
 /// Incremental backups with a secondary index: Cassandra links the index's SSTables into
@@ -589,6 +660,7 @@ async fn incremental_backups_with_a_secondary_index() {
     let b = Backend::garage().await;
     let a = agent(&b, &work.path().join("staging"), &[&ksdir], &[]);
     let store = b.store().await;
+    let checker = Checker::start(b.store().await);
     let mut written = rows(0, 200);
     insert(&n, &ks, "t", &written);
     n.nodetool(&["flush", &ks, "t"]);
@@ -622,6 +694,7 @@ async fn incremental_backups_with_a_secondary_index() {
     let back = import_and_read(&n, &ks, "restored", &[], &restored);
     assert_rows(&back, &written);
     a.stop();
+    checker.finish().await;
 }
 
 /// The data directory watched through a symlink: transaction logs name SSTables by their canonical
@@ -641,6 +714,7 @@ async fn data_directory_watched_through_a_symlink() {
     let b = Backend::garage().await;
     let a = agent(&b, &work.path().join("staging"), &[&link], &[]);
     let store = b.store().await;
+    let checker = Checker::start(b.store().await);
     let mut written = vec![];
     for i in 0..3 {
         let r = rows(i * 100, i * 100 + 100);
@@ -657,6 +731,7 @@ async fn data_directory_watched_through_a_symlink() {
     let back = import_and_read(&n, &ks, "restored", &[], &restored);
     assert_rows(&back, &written);
     a.stop();
+    checker.finish().await;
 }
 
 /// The agent SIGKILLed while a compaction runs, then restarted with `-B`: the bucket ends up
@@ -674,6 +749,7 @@ async fn agent_killed_during_compaction_restarts_with_b() {
     let staging = work.path().join("staging");
     let mut a = agent(&b, &staging, &[&ksdir], &[]);
     let store = b.store().await;
+    let checker = Checker::start(b.store().await);
     let mut written = vec![];
     for i in 0..3 {
         let r = rows(i * 1000, i * 1000 + 1000);
@@ -709,6 +785,7 @@ async fn agent_killed_during_compaction_restarts_with_b() {
     let back = import_and_read(&n, &ks, "restored", &[], &restored);
     assert_rows(&back, &written);
     a.stop();
+    checker.finish().await;
 }
 
 /// An object deleted from the bucket behind the agent's back is shipped again by the next
@@ -758,6 +835,7 @@ async fn bti_table_with_uuid_ids_round_trip() {
     let b = Backend::garage().await;
     let a = agent(&b, &work.path().join("staging"), &[&ksdir], &[]);
     let store = b.store().await;
+    let checker = Checker::start(b.store().await);
     let mut written = vec![];
     for (from, to) in [(1, 40), (40, 300)] {
         let r = rows(from, to);
@@ -786,6 +864,7 @@ async fn bti_table_with_uuid_ids_round_trip() {
     ));
     assert_eq!(hit[0], vec![vec![serde_json::json!(100)]]);
     a.stop();
+    checker.finish().await;
 }
 
 /// Nodes a test starts for itself (under `dir`), stopped when dropped.
@@ -867,6 +946,7 @@ async fn streamed_sstables_without_toc_are_shipped() {
     let b = Backend::garage().await;
     let agent = agent(&b, &work.path().join("staging"), &[&b_node.data], &[]);
     let store = b.store().await;
+    let checker = Checker::start(b.store().await);
     let _b = OwnCluster::start(
         &shared.script,
         &dir_b,
@@ -888,6 +968,7 @@ async fn streamed_sstables_without_toc_are_shipped() {
     let back = import_and_read(&b_node, &ks, "restored", &[], &restored);
     assert_rows(&back, &written);
     agent.stop();
+    checker.finish().await;
 }
 
 /// Two data directories (JBOD): `nodetool snapshot` links each disk's SSTables into a snapshot
@@ -917,6 +998,7 @@ async fn jbod_snapshot_spread_over_both_disks_is_shipped_whole() {
     let roots: Vec<&Path> = disks.iter().map(PathBuf::as_path).collect();
     let a = agent(&b, &work.path().join("staging"), &roots, &[]);
     let store = b.store().await;
+    let checker = Checker::start(b.store().await);
     let written = rows(0, 1000);
     insert(&n, &ks, "t", &written);
     n.nodetool(&["snapshot", "-t", "s1", &ks]);
@@ -955,6 +1037,7 @@ async fn jbod_snapshot_spread_over_both_disks_is_shipped_whole() {
     back.sort();
     assert_rows(&back, &written);
     a.stop();
+    checker.finish().await;
 }
 
 /// Cassandra 4.1 (`nb`, UUID ids, 4.1's snapshot manifest without an `ephemeral` field): flush,
@@ -971,6 +1054,7 @@ async fn cassandra_41_flush_compact_snapshot_round_trip() {
     let b = Backend::garage().await;
     let a = agent(&b, &work.path().join("staging"), &[&ksdir], &[]);
     let store = b.store().await;
+    let checker = Checker::start(b.store().await);
     let mut written = vec![];
     for (from, to) in [(0, 200), (200, 400)] {
         let r = rows(from, to);
@@ -1011,4 +1095,5 @@ async fn cassandra_41_flush_compact_snapshot_round_trip() {
     let back = import_and_read(&n, &ks, "restored", &[], &restored);
     assert_rows(&back, &written);
     a.stop();
+    checker.finish().await;
 }
