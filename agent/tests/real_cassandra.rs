@@ -1097,3 +1097,42 @@ async fn cassandra_41_flush_compact_snapshot_round_trip() {
     a.stop();
     checker.finish().await;
 }
+
+/// The operator's layout: the staging directory on another filesystem than the data (hard links
+/// fail with EXDEV, files are pinned by open descriptors), while a compaction deletes its inputs.
+#[tokio::test(flavor = "multi_thread")]
+async fn staging_on_another_filesystem_pins_by_descriptor() {
+    let Some(n) = node() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir_in("/dev/shm").unwrap();
+    let dev = |p: &Path| std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(p).unwrap());
+    assert_ne!(
+        dev(other.path()),
+        dev(&n.data),
+        "/dev/shm is another filesystem"
+    );
+    let ks = keyspace("exdev");
+    create_keyspace(&n, &ks);
+    create_table(&n, &ks, "t", &[]);
+    let ksdir = n.data.join(&ks);
+    let dir = n.table_dir(&ks, "t");
+    let b = Backend::garage().await;
+    let a = agent(&b, &other.path().join("staging"), &[&ksdir], &[]);
+    let store = b.store().await;
+    let checker = Checker::start(b.store().await);
+    let mut written = vec![];
+    for i in 0..3 {
+        let r = rows(i * 500, i * 500 + 500);
+        insert(&n, &ks, "t", &r);
+        written.extend(r);
+        n.nodetool(&["flush", &ks, "t"]);
+    }
+    n.nodetool(&["compact", &ks, "t"]);
+    wait_settled(&dir, 1);
+    wait_index_is_disk(&store, &dir, &dir).await;
+    let restored = slurp(&b, &dir, work.path());
+    let back = import_and_read(&n, &ks, "restored", &[], &restored);
+    assert_rows(&back, &written);
+    a.stop();
+    checker.finish().await;
+}
