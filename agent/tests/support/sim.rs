@@ -65,6 +65,9 @@ impl Ver {
                 "Data.db",
                 "Summary.db",
             ],
+            // 5.0 with an SAI index on a column that has no value in this SSTable: the SAI files
+            // come after TOC.txt (before COMMIT), and of the column index only ColumnComplete.db
+            // is written (see `toc_only`).
             Ver::V50Bti => {
                 vec![
                     "Partitions.db",
@@ -74,8 +77,26 @@ impl Ver {
                     "Filter.db",
                     "Statistics.db",
                     "TOC.txt",
+                    "SAI+aa+GroupComplete.db",
+                    "SAI+aa+GroupMeta.db",
+                    "SAI+aa+PartitionToSize.db",
+                    "SAI+aa+sparse_idx+ColumnComplete.db",
                 ]
             }
+            Ver::V50Big => vec![
+                "Index.db",
+                "Data.db",
+                "CRC.db",
+                "Digest.crc32",
+                "Filter.db",
+                "Summary.db",
+                "Statistics.db",
+                "TOC.txt",
+                "SAI+aa+GroupComplete.db",
+                "SAI+aa+GroupMeta.db",
+                "SAI+aa+PartitionToSize.db",
+                "SAI+aa+sparse_idx+ColumnComplete.db",
+            ],
             _ => vec![
                 "Index.db",
                 "Data.db",
@@ -86,6 +107,28 @@ impl Ver {
                 "Statistics.db",
                 "TOC.txt",
             ],
+        }
+    }
+}
+
+impl Ver {
+    /// Components the TOC lists that are never written (5.0 SAI, an empty column index).
+    fn toc_only(self) -> Vec<&'static str> {
+        match self {
+            Ver::V50Big | Ver::V50Bti => vec![
+                "SAI+aa+sparse_idx+Meta.db",
+                "SAI+aa+sparse_idx+PostingLists.db",
+                "SAI+aa+sparse_idx+TermsData.db",
+            ],
+            _ => vec![],
+        }
+    }
+
+    /// Components written but not listed in the TOC (5.0.9's SAI PartitionToSize.db).
+    fn unlisted(self) -> Vec<&'static str> {
+        match self {
+            Ver::V50Big | Ver::V50Bti => vec!["SAI+aa+PartitionToSize.db"],
+            _ => vec![],
         }
     }
 }
@@ -231,7 +274,14 @@ impl Table {
             prefix: prefix.clone(),
             components: comps.clone(),
         };
-        let toc: String = comps.iter().map(|c| format!("{c}\n")).collect();
+        let unlisted = self.ver.unlisted();
+        let toc: String = comps
+            .iter()
+            .map(String::as_str)
+            .filter(|c| !unlisted.contains(c))
+            .chain(self.ver.toc_only())
+            .map(|c| format!("{c}\n"))
+            .collect();
         if self.ver.transactional() {
             let uuid = format!(
                 "{:08x}-0000-11ee-8000-{:012x}",
@@ -382,7 +432,13 @@ impl Table {
     pub fn link_backups(&mut self, s: &SSTable) {
         let b = self.dir.join("backups");
         std::fs::create_dir_all(&b).unwrap();
-        let mut names = s.names();
+        // Cassandra links the components its TOC knows: not 5.0.9's unlisted PartitionToSize.db.
+        let unlisted = self.ver.unlisted();
+        let mut names: Vec<String> = s
+            .names()
+            .into_iter()
+            .filter(|n| !unlisted.iter().any(|u| n.ends_with(u)))
+            .collect();
         names.shuffle(&mut self.rng);
         for n in names {
             std::fs::hard_link(self.dir.join(&n), b.join(&n)).unwrap();
@@ -439,8 +495,12 @@ impl Table {
         let d = self.dir.join("snapshots").join(tag);
         std::fs::create_dir_all(&d).unwrap();
         let mut files = vec![];
+        let unlisted = self.ver.unlisted();
         for s in &self.live {
             for n in s.names() {
+                if unlisted.iter().any(|u| n.ends_with(u)) {
+                    continue;
+                }
                 std::fs::hard_link(self.dir.join(&n), d.join(&n)).unwrap();
                 files.push(n);
             }
