@@ -880,6 +880,8 @@ impl OwnCluster {
             .arg("start")
             .arg(dir)
             .args(options)
+            // Beside the shared nodes and a parallel build: keep them small.
+            .env("CASSANDRA_HEAP", "512m")
             .output()
             .expect("run cassandra.sh");
         assert!(
