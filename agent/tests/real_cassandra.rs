@@ -1204,3 +1204,129 @@ async fn read_only_view_of_the_data() {
     a.stop();
     checker.finish().await;
 }
+
+/// A Garage of a test's own (e2e/scripts/garage.sh), stopped when dropped.
+struct OwnGarage {
+    script: PathBuf,
+    dir: PathBuf,
+    bin: PathBuf,
+    endpoint: String,
+}
+
+impl OwnGarage {
+    fn start(dir: &Path) -> OwnGarage {
+        let script =
+            PathBuf::from(var("TABLESNAP_TEST_CASSANDRA_SCRIPT")).with_file_name("garage.sh");
+        let out = Command::new(&script)
+            .arg("start")
+            .arg(dir)
+            .output()
+            .expect("run garage.sh");
+        assert!(
+            out.status.success(),
+            "garage.sh start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = String::from_utf8(out.stdout).unwrap();
+        let get = |k: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {k}=")))
+                .unwrap_or_else(|| panic!("{k} not in garage.sh's output"))
+                .to_string()
+        };
+        OwnGarage {
+            script,
+            dir: dir.to_path_buf(),
+            bin: get("TABLESNAP_TEST_GARAGE_BIN").into(),
+            endpoint: get("TABLESNAP_TEST_S3_ENDPOINT"),
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        std::fs::read_to_string(self.dir.join("node1/pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Stops the server (SIGTERM) and waits until it is gone.
+    fn kill(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.pid());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let start = Instant::now();
+        while nix::sys::signal::kill(pid, None).is_ok() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "garage did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the server again on the same configuration and data.
+    fn restart(&self) {
+        let log = std::fs::File::create(self.dir.join("node1/log.restart")).unwrap();
+        let child = Command::new(&self.bin)
+            .arg("-c")
+            .arg(self.dir.join("node1/garage.toml"))
+            .arg("server")
+            .env("RUST_LOG", "warn")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start garage");
+        std::fs::write(self.dir.join("node1/pid"), child.id().to_string()).unwrap();
+    }
+}
+
+impl Drop for OwnGarage {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.script)
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Garage restarted while Cassandra flushes and compacts: the agent waits for it and the bucket
+/// ends up matching the live set, restorable. A Garage of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn garage_restarted_mid_flush() {
+    let Some(n) = node() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let g = OwnGarage::start(&work.path().join("garage"));
+    let ks = keyspace("s3down");
+    create_keyspace(&n, &ks);
+    create_table(&n, &ks, "t", &[]);
+    let ksdir = n.data.join(&ks);
+    let dir = n.table_dir(&ks, "t");
+    let b = Backend::Garage {
+        endpoint: g.endpoint.clone(),
+        bucket: "tablesnap-test".into(),
+    };
+    let a = agent(&b, &work.path().join("staging"), &[&ksdir], &[]);
+    let store = b.store().await;
+    let mut written = rows(0, 300);
+    insert(&n, &ks, "t", &written);
+    n.nodetool(&["flush", &ks, "t"]);
+    wait_index_is_disk(&store, &dir, &dir).await;
+
+    g.kill();
+    for i in 1..3 {
+        let r = rows(i * 300, i * 300 + 300);
+        insert(&n, &ks, "t", &r);
+        written.extend(r);
+        n.nodetool(&["flush", &ks, "t"]);
+    }
+    n.nodetool(&["compact", &ks, "t"]);
+    wait_settled(&dir, 1);
+    g.restart();
+    let checker = Checker::start(b.store().await);
+    wait_index_is_disk(&store, &dir, &dir).await;
+    let restored = slurp(&b, &dir, work.path());
+    let back = import_and_read(&n, &ks, "restored", &[], &restored);
+    assert_rows(&back, &written);
+    a.stop();
+    checker.finish().await;
+}
