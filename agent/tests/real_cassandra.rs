@@ -1211,6 +1211,8 @@ struct OwnGarage {
     dir: PathBuf,
     bin: PathBuf,
     endpoint: String,
+    /// The server started by [`OwnGarage::restart`], reaped when dropped.
+    restarted: std::sync::Mutex<Option<std::process::Child>>,
 }
 
 impl OwnGarage {
@@ -1239,6 +1241,7 @@ impl OwnGarage {
             dir: dir.to_path_buf(),
             bin: get("TABLESNAP_TEST_GARAGE_BIN").into(),
             endpoint: get("TABLESNAP_TEST_S3_ENDPOINT"),
+            restarted: std::sync::Mutex::new(None),
         }
     }
 
@@ -1277,6 +1280,7 @@ impl OwnGarage {
             .spawn()
             .expect("start garage");
         std::fs::write(self.dir.join("node1/pid"), child.id().to_string()).unwrap();
+        *self.restarted.lock().unwrap() = Some(child);
     }
 }
 
@@ -1286,6 +1290,10 @@ impl Drop for OwnGarage {
             .arg("stop")
             .arg(&self.dir)
             .status();
+        if let Some(mut c) = self.restarted.lock().unwrap().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
