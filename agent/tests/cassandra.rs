@@ -24,6 +24,7 @@ both_backends!(
     several_data_directories_and_staging_cleanup,
     jbod_snapshot_spans_every_data_directory,
     restart_with_b_compares_by_list_without_reading_files,
+    in_place_rewrites_are_shipped_when_their_write_ends,
     include_rule_selects_whole_sstables,
 );
 
@@ -561,6 +562,45 @@ async fn restart_with_b_compares_by_list_without_reading_files(b: Backend) {
         rchar < bytes / 2,
         "the restart read {rchar} bytes for {bytes} bytes of Data.db already in the bucket"
     );
+    agent.stop();
+}
+
+/// Filter.db rewritten in place at load (same inode) and 2.1's Summary.db written in place under
+/// its final name: a job that runs mid-write ships a truncated file; the object must end up equal
+/// to the file once its write ends (IN_CLOSE_WRITE), and the index must name it.
+async fn in_place_rewrites_are_shipped_when_their_write_ends(b: Backend) {
+    use std::io::Write;
+    let d = tempfile::tempdir().unwrap();
+    let data_dir = d.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let agent = start(&b, &[&data_dir], &[]);
+    let store = b.store().await;
+    for (ver, comp, seed) in [(Ver::V40, "Filter.db", 14), (Ver::V21, "Summary.db", 15)] {
+        let mut t = Table::new(&data_dir, "ks", &format!("inplace{seed}"), ver, seed);
+        let s = t.flush();
+        index(&store, &t.dir, &s.data()).await;
+        let path = t.dir.join(format!("{}{comp}", s.prefix));
+        let full = data(60_000, seed);
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(&full[..20_000]).unwrap();
+        f.sync_all().unwrap();
+        // Another SSTable's commit runs a job over the directory while the write is half done.
+        let s2 = t.flush();
+        index(&store, &t.dir, &s2.data()).await;
+        f.write_all(&full[20_000..]).unwrap();
+        drop(f);
+        eventually(
+            Duration::from_secs(30),
+            &format!("{ver:?} {comp} shipped again when its write ended"),
+            || async {
+                store
+                    .get_bytes(&key(&path))
+                    .await
+                    .is_ok_and(|got| got[..] == full[..])
+            },
+        )
+        .await;
+    }
     agent.stop();
 }
 
