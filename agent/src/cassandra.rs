@@ -75,6 +75,9 @@ fn shippable(ctx: &Ctx, dir: &Path, st: &DirState) -> Vec<SSTable> {
 /// Reads names, TOCs and transaction logs of `dir`.
 fn read_state(dir: &Path) -> std::io::Result<DirState> {
     let mut st = DirState::default();
+    if dir_kind(dir) == DirKind::Backups {
+        st.linked_from = Some(live_names(dir));
+    }
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(st),
@@ -116,6 +119,23 @@ fn read_state(dir: &Path) -> std::io::Result<DirState> {
     Ok(st)
 }
 
+/// The names in the live directory a `backups/` directory links from: `<table>` for
+/// `<table>/backups`, `<table>/.<index>` for `<table>/backups/.<index>`.
+fn live_names(backups: &Path) -> std::collections::BTreeSet<String> {
+    let live = match backups.file_name() {
+        Some(n) if n == "backups" => backups.parent().map(Path::to_path_buf),
+        Some(idx) => backups.parent().and_then(Path::parent).map(|t| t.join(idx)),
+        None => None,
+    };
+    live.and_then(|l| std::fs::read_dir(l).ok())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 async fn state(dir: &Path) -> Result<DirState> {
     let d = dir.to_path_buf();
     tokio::task::spawn_blocking(move || read_state(&d))
@@ -138,9 +158,14 @@ async fn unshipped(
         if ctx.shipped.has_exact(&path, &v) {
             continue;
         }
-        // Known by listing only: same size and same MD5 (the ETag of a single PUT) is the same
-        // content; mutable components are rewritten with the same size, so size alone is not enough.
+        // Known by listing only. An immutable component of the same size is the same (the Python
+        // rule: `-B` compares by LIST and reads no file, unless --md5-on-start asks for it).
+        // Mutable components are rewritten with the same size: same size and same MD5 (the ETag
+        // of a single PUT) is the same content.
         if let Some(etag) = ctx.shipped.listed_etag(&path, v.size) {
+            if !is_mutable(n) && !ctx.cfg.md5_on_start {
+                continue;
+            }
             if etag.len() == 32 {
                 let want = Expected::Md5(etag.to_ascii_lowercase());
                 match hash_path(&path, Some(v.size), ChecksumKind::Md5).await {
@@ -166,7 +191,11 @@ async fn unshipped(
 
 /// Components Cassandra rewrites after they were complete.
 fn is_mutable(name: &str) -> bool {
-    name.ends_with("Statistics.db") || name.ends_with("Summary.db") || name.ends_with("TOC.txt")
+    // Filter.db is rewritten in place when the bloom filter is rebuilt at load.
+    name.ends_with("Statistics.db")
+        || name.ends_with("Summary.db")
+        || name.ends_with("TOC.txt")
+        || name.ends_with("Filter.db")
 }
 
 /// Learns, once per directory, what the bucket already holds of it (one LIST).
@@ -316,45 +345,81 @@ async fn ship_sstables(ctx: &Arc<Ctx>, dir: &Path, backups: bool) -> Result<Ship
     Ok(done)
 }
 
-/// The manifest's `ephemeral` flag (4.1+); older snapshots mark it with a file.
-fn is_ephemeral(tag: &Path) -> bool {
+/// What a snapshot's manifest.json and marker file say about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ephemeral {
+    /// Ephemeral (a repair's): never shipped.
+    Yes,
+    /// Not ephemeral: the manifest (5.0) says so.
+    No,
+    /// Not known yet: up to 4.1 the `ephemeral.snapshot` marker is written after the manifest
+    /// (and after schema.cql), so only time tells.
+    Unknown,
+}
+
+fn ephemeral(tag: &Path) -> Ephemeral {
     if tag.join("ephemeral.snapshot").exists() {
-        return true;
+        return Ephemeral::Yes;
     }
-    std::fs::read(tag.join("manifest.json"))
+    let flag = std::fs::read(tag.join("manifest.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .is_some_and(|v| v["ephemeral"] == true)
+        .map(|v| v["ephemeral"].clone());
+    match flag {
+        Some(serde_json::Value::Bool(true)) => Ephemeral::Yes,
+        Some(serde_json::Value::Bool(false)) => Ephemeral::No,
+        _ => Ephemeral::Unknown,
+    }
+}
+
+/// The directory of this snapshot that holds its manifest.json: `tag` itself, or with several
+/// data directories (JBOD) the same snapshot on another watched root, since Cassandra writes the
+/// SSTable links on every disk but manifest.json, schema.cql and the ephemeral marker on one.
+fn manifest_dir(ctx: &Ctx, tag: &Path) -> Option<PathBuf> {
+    if tag.join("manifest.json").exists() {
+        return Some(tag.to_path_buf());
+    }
+    siblings(ctx, tag)
+        .into_iter()
+        .find(|t| t.join("manifest.json").exists())
 }
 
 async fn ship_snapshot(ctx: &Arc<Ctx>, tag: &Path) -> Result<Shipped> {
     let mut done = Shipped::default();
     let manifest = tag.join("manifest.json");
-    let Ok(mmeta) = tokio::fs::metadata(&manifest).await else {
+    let Some(home) = manifest_dir(ctx, tag) else {
         return Ok(done);
     };
-    if is_ephemeral(tag) {
+    let Ok(mmeta) = tokio::fs::metadata(home.join("manifest.json")).await else {
+        return Ok(done);
+    };
+    let kind = ephemeral(&home);
+    if kind == Ephemeral::Yes {
         tracing::debug!(snapshot = %tag.display(), "ephemeral snapshot skipped");
         return Ok(done);
     }
     if !ctx.cfg.filter.accepts(&manifest.to_string_lossy()) {
         return Ok(done);
     }
-    // schema.cql follows manifest.json: give it a moment, then ship without it.
-    if !tag.join("schema.cql").exists() {
-        let age = mmeta
-            .modified()
-            .ok()
-            .and_then(|m| m.elapsed().ok())
-            .unwrap_or_default();
-        if age < SCHEMA_WAIT {
-            let (c, t) = (ctx.clone(), tag.to_path_buf());
-            tokio::spawn(async move {
-                tokio::time::sleep(SCHEMA_WAIT - age).await;
-                c.enqueue_work(Work::Dir(t)).await;
-            });
-            return Ok(done);
-        }
+    // schema.cql follows manifest.json, and up to 4.1 the ephemeral marker follows both: give
+    // them a moment, then decide (and ship without a schema that never came).
+    let age = mmeta
+        .modified()
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .unwrap_or_default();
+    let settled = match kind {
+        Ephemeral::No => home.join("schema.cql").exists(),
+        _ => false,
+    };
+    if !settled && age < SCHEMA_WAIT {
+        tracing::info!(snapshot = %tag.display(), "snapshot not settled (schema.cql, ephemeral marker); deciding later");
+        let (c, t) = (ctx.clone(), tag.to_path_buf());
+        tokio::spawn(async move {
+            tokio::time::sleep(SCHEMA_WAIT - age).await;
+            c.enqueue_work(Work::Dir(t)).await;
+        });
+        return Ok(done);
     }
     let t = tag.to_path_buf();
     let files = tokio::task::spawn_blocking(move || crate::scan::walk(&t, true, &[]))
@@ -406,7 +471,34 @@ async fn ship_snapshot(ctx: &Arc<Ctx>, tag: &Path) -> Result<Shipped> {
         done.indexes += 1;
         tracing::info!(key, entries = names.len(), "snapshot index written");
     }
+    if home == tag && done.files > 0 {
+        // Its parts on the other data directories have no manifest of their own to wake them.
+        for other in siblings(ctx, tag) {
+            ctx.enqueue_work(Work::Dir(other)).await;
+        }
+    }
     Ok(done)
+}
+
+/// The same snapshot directory on the other watched roots, where it exists.
+fn siblings(ctx: &Ctx, tag: &Path) -> Vec<PathBuf> {
+    let roots = &ctx.cfg.paths;
+    let Some(root) = roots
+        .iter()
+        .filter(|r| tag.starts_with(r))
+        .max_by_key(|r| r.as_os_str().len())
+    else {
+        return vec![];
+    };
+    let Ok(rel) = tag.strip_prefix(root) else {
+        return vec![];
+    };
+    roots
+        .iter()
+        .filter(|r| *r != root)
+        .map(|r| r.join(rel))
+        .filter(|t| t.is_dir())
+        .collect()
 }
 
 async fn index_exists(ctx: &Arc<Ctx>, manifest: &Path) -> Result<bool> {

@@ -185,6 +185,15 @@ impl Shipped {
         v
     }
 
+    /// Forgets every file below `root` that `listed` (a fresh LIST of the bucket) does not hold:
+    /// an object deleted behind the agent's back must be shipped again.
+    pub fn forget_unlisted(&self, root: &Path, listed: &HashSet<PathBuf>) {
+        self.0
+            .lock()
+            .expect("poisoned")
+            .retain(|p, _| !p.starts_with(root) || listed.contains(p));
+    }
+
     /// Forgets `path` (deleted locally).
     pub fn remove(&self, path: &Path) {
         self.0.lock().expect("poisoned").remove(path);

@@ -85,15 +85,19 @@ pub async fn reconcile_dirs(ctx: &Arc<Ctx>, root: &Path, recursive: bool) -> Res
         list_requests: ctx.store.requests().get(RequestKind::List) - lists_before,
         ..ScanStats::default()
     };
+    let mut present = std::collections::HashSet::new();
     for o in listed {
         if o.key.ends_with(INDEX_SUFFIX) {
             continue;
         }
         if let Some(path) = ctx.cfg.keys.path_of(&o.key) {
+            present.insert(path.clone());
             ctx.shipped.insert_listed(path, o.size, o.etag);
             stats.present += 1;
         }
     }
+    // What we shipped once and the bucket no longer holds goes again.
+    ctx.shipped.forget_unlisted(root, &present);
     let (r, skip) = (root.to_path_buf(), ctx.skip_dirs());
     let dirs = tokio::task::spawn_blocking(move || dirs(&r, recursive, &skip))
         .await

@@ -19,8 +19,12 @@ both_backends!(
     mutable_components_are_shipped_again,
     backups_drain_with_delete_on_backup,
     snapshots_ship_with_manifest_and_schema,
+    ephemeral_marker_after_the_manifest_is_respected,
     random_interleavings_rebuild_the_live_set,
     several_data_directories_and_staging_cleanup,
+    jbod_snapshot_spans_every_data_directory,
+    restart_with_b_compares_by_list_without_reading_files,
+    in_place_rewrites_are_shipped_when_their_write_ends,
     include_rule_selects_whole_sstables,
 );
 
@@ -292,9 +296,12 @@ async fn snapshots_ship_with_manifest_and_schema(b: Backend) {
     let eph = t.snapshot("ephemeral-1", true);
     let snap = t.snapshot("s1", false);
     let listed = index(&store, &snap, "manifest.json").await;
-    let mut expected: Vec<String> = t.live_files().keys().cloned().collect();
-    expected.extend(["manifest.json".to_string(), "schema.cql".to_string()]);
+    let mut expected: Vec<String> = std::fs::read_dir(&snap)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     expected.sort();
+    assert!(expected.contains(&"schema.cql".to_string()));
     assert_eq!(listed, expected);
     let files: BTreeMap<String, Vec<u8>> = expected
         .iter()
@@ -304,6 +311,48 @@ async fn snapshots_ship_with_manifest_and_schema(b: Backend) {
     let keys = all_keys(&store).await;
     assert!(
         !keys.iter().any(|k| k.starts_with(&key(&eph))),
+        "ephemeral snapshot shipped"
+    );
+    agent.stop();
+}
+
+/// Regression (fact sheet, corrected): up to 4.1 an ephemeral (repair) snapshot is marked by
+/// `ephemeral.snapshot`, written after manifest.json and schema.cql. Shipping on the manifest
+/// alone ships a repair's snapshot.
+async fn ephemeral_marker_after_the_manifest_is_respected(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let mut t = Table::new(&data, "ks", "eph", Ver::V41, 8);
+    let agent = start(&b, &[&data], &[]);
+    let store = b.store().await;
+    let s = t.flush();
+    index(&store, &t.dir, &s.data()).await;
+    let eph = t.snapshot("repair-1", false);
+    // The agent has looked at the snapshot (and shipped some of it, or decided to wait) before
+    // Cassandra writes the marker.
+    let prefix = key(&eph);
+    eventually(
+        Duration::from_secs(30),
+        "agent looked at the snapshot",
+        || async {
+            !agent
+                .messages("snapshot not settled (schema.cql, ephemeral marker); deciding later")
+                .is_empty()
+                || all_keys(&store)
+                    .await
+                    .iter()
+                    .any(|k| k.starts_with(&prefix))
+        },
+    )
+    .await;
+    t.mark_ephemeral(&eph);
+    let snap = t.snapshot("s1", false);
+    index(&store, &snap, "manifest.json").await;
+    assert!(
+        !all_keys(&store)
+            .await
+            .iter()
+            .any(|k| k.starts_with(&prefix)),
         "ephemeral snapshot shipped"
     );
     agent.stop();
@@ -428,6 +477,130 @@ async fn several_data_directories_and_staging_cleanup(b: Backend) {
             .iter()
             .any(|k| k.contains(".tablesnap-staging"))
     );
+    agent.stop();
+}
+
+/// Regression (fact sheet, corrected): with several data directories a snapshot's SSTable links
+/// land on every disk, but manifest.json and schema.cql on one only. The part without a manifest
+/// is shipped too.
+async fn jbod_snapshot_spans_every_data_directory(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let (d1, d2) = (d.path().join("data1"), d.path().join("data2"));
+    // The same table on both disks (same directory name).
+    let mut t1 = Table::new(&d1, "ks", "j", Ver::V50Big, 12);
+    let mut t2 = Table::new(&d2, "ks", "j", Ver::V50Big, 12);
+    let agent = start(&b, &[&d1, &d2], &[]);
+    let store = b.store().await;
+    let s1 = t1.flush();
+    let s2 = t2.flush();
+    index(&store, &t1.dir, &s1.data()).await;
+    index(&store, &t2.dir, &s2.data()).await;
+    // Links on disk 2 first, then disk 1 with the manifest.
+    let part = t2.dir.join("snapshots/s1");
+    std::fs::create_dir_all(&part).unwrap();
+    for n in s2.names() {
+        std::fs::hard_link(t2.dir.join(&n), part.join(&n)).unwrap();
+    }
+    let home = t1.snapshot("s1", false);
+    index(&store, &home, "manifest.json").await;
+    let files: BTreeMap<String, Vec<u8>> = s2
+        .names()
+        .into_iter()
+        .map(|n| (n.clone(), std::fs::read(part.join(&n)).unwrap()))
+        .collect();
+    eventually(
+        Duration::from_secs(30),
+        "the snapshot's part on the second disk shipped",
+        || async {
+            for (n, body) in &files {
+                match store.get_bytes(&key(&part.join(n))).await {
+                    Ok(got) if got[..] == body[..] => {}
+                    _ => return false,
+                }
+            }
+            true
+        },
+    )
+    .await;
+    agent.stop();
+}
+
+/// Regression: `-B` at start compared listed objects by reading and hashing every file (MD5
+/// against the ETag): a restart read the whole data set. Immutable components of the same size
+/// are the same (the Python rule); only mutable ones, which are small, are read.
+async fn restart_with_b_compares_by_list_without_reading_files(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let mut t = Table::new(&data, "ks", "big", Ver::V40, 13);
+    let agent = start(&b, &[&data], &[]);
+    let store = b.store().await;
+    let mut bytes = 0;
+    let mut last = None;
+    while bytes < 3 << 20 {
+        let s = t.flush();
+        bytes += std::fs::metadata(t.dir.join(s.data())).unwrap().len();
+        last = Some(s);
+    }
+    index(&store, &t.dir, &last.unwrap().data()).await;
+    agent.stop();
+
+    let agent = start(&b, &[&data], &["-B", "--rescan-interval", "0"]);
+    agent.first_scan(Duration::from_secs(30));
+    // A new SSTable in the same directory: its index is written by a job after the start-up one.
+    let s = t.flush();
+    let listed = index(&store, &t.dir, &s.data()).await;
+    assert_eq!(listed, t.live_files().keys().cloned().collect::<Vec<_>>());
+    let io = std::fs::read_to_string(format!("/proc/{}/io", agent.child.id())).unwrap();
+    let rchar: u64 = io
+        .lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        rchar < bytes / 2,
+        "the restart read {rchar} bytes for {bytes} bytes of Data.db already in the bucket"
+    );
+    agent.stop();
+}
+
+/// Filter.db rewritten in place at load (same inode) and 2.1's Summary.db written in place under
+/// its final name: a job that runs mid-write ships a truncated file; the object must end up equal
+/// to the file once its write ends (IN_CLOSE_WRITE), and the index must name it.
+async fn in_place_rewrites_are_shipped_when_their_write_ends(b: Backend) {
+    use std::io::Write;
+    let d = tempfile::tempdir().unwrap();
+    let data_dir = d.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let agent = start(&b, &[&data_dir], &[]);
+    let store = b.store().await;
+    for (ver, comp, seed) in [(Ver::V40, "Filter.db", 14), (Ver::V21, "Summary.db", 15)] {
+        let mut t = Table::new(&data_dir, "ks", &format!("inplace{seed}"), ver, seed);
+        let s = t.flush();
+        index(&store, &t.dir, &s.data()).await;
+        let path = t.dir.join(format!("{}{comp}", s.prefix));
+        let full = data(60_000, seed);
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(&full[..20_000]).unwrap();
+        f.sync_all().unwrap();
+        // Another SSTable's commit runs a job over the directory while the write is half done.
+        let s2 = t.flush();
+        index(&store, &t.dir, &s2.data()).await;
+        f.write_all(&full[20_000..]).unwrap();
+        drop(f);
+        eventually(
+            Duration::from_secs(30),
+            &format!("{ver:?} {comp} shipped again when its write ended"),
+            || async {
+                store
+                    .get_bytes(&key(&path))
+                    .await
+                    .is_ok_and(|got| got[..] == full[..])
+            },
+        )
+        .await;
+    }
     agent.stop();
 }
 

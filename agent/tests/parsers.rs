@@ -47,7 +47,8 @@ proptest! {
         if let Some(first) = names.first() {
             tocs.insert(first.clone(), tablesnap::sstable::parse_toc(&toc));
         }
-        let st = DirState { files, tocs, txns: vec![tablesnap::sstable::parse_txn(&txn)] };
+        let linked_from = (names.len() % 2 == 0).then(|| names.iter().skip(1).cloned().collect());
+        let st = DirState { files, tocs, txns: vec![tablesnap::sstable::parse_txn(&txn)], linked_from };
         let dir = Path::new("/var/lib/cassandra/data/ks/t-0123");
         let _ = tablesnap::ready::complete(dir, &st);
         let _ = tablesnap::ready::dir_kind(dir);

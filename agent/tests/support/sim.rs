@@ -65,6 +65,9 @@ impl Ver {
                 "Data.db",
                 "Summary.db",
             ],
+            // 5.0 with an SAI index on a column that has no value in this SSTable: the SAI files
+            // come after TOC.txt (before COMMIT), and of the column index only ColumnComplete.db
+            // is written (see `toc_only`).
             Ver::V50Bti => {
                 vec![
                     "Partitions.db",
@@ -74,8 +77,26 @@ impl Ver {
                     "Filter.db",
                     "Statistics.db",
                     "TOC.txt",
+                    "SAI+aa+GroupComplete.db",
+                    "SAI+aa+GroupMeta.db",
+                    "SAI+aa+PartitionToSize.db",
+                    "SAI+aa+sparse_idx+ColumnComplete.db",
                 ]
             }
+            Ver::V50Big => vec![
+                "Index.db",
+                "Data.db",
+                "CRC.db",
+                "Digest.crc32",
+                "Filter.db",
+                "Summary.db",
+                "Statistics.db",
+                "TOC.txt",
+                "SAI+aa+GroupComplete.db",
+                "SAI+aa+GroupMeta.db",
+                "SAI+aa+PartitionToSize.db",
+                "SAI+aa+sparse_idx+ColumnComplete.db",
+            ],
             _ => vec![
                 "Index.db",
                 "Data.db",
@@ -86,6 +107,28 @@ impl Ver {
                 "Statistics.db",
                 "TOC.txt",
             ],
+        }
+    }
+}
+
+impl Ver {
+    /// Components the TOC lists that are never written (5.0 SAI, an empty column index).
+    fn toc_only(self) -> Vec<&'static str> {
+        match self {
+            Ver::V50Big | Ver::V50Bti => vec![
+                "SAI+aa+sparse_idx+Meta.db",
+                "SAI+aa+sparse_idx+PostingLists.db",
+                "SAI+aa+sparse_idx+TermsData.db",
+            ],
+            _ => vec![],
+        }
+    }
+
+    /// Components written but not listed in the TOC (5.0.9's SAI PartitionToSize.db).
+    fn unlisted(self) -> Vec<&'static str> {
+        match self {
+            Ver::V50Big | Ver::V50Bti => vec!["SAI+aa+PartitionToSize.db"],
+            _ => vec![],
         }
     }
 }
@@ -197,6 +240,18 @@ impl Table {
         }
     }
 
+    /// The path a transaction record names: canonical (symlinks resolved); 3.0/3.11 without the
+    /// prefix's trailing `-`, 4.0+ with it.
+    fn record_path(&self, prefix: &str) -> String {
+        let dir = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        let p = if self.ver == Ver::V311 {
+            prefix.strip_suffix('-').unwrap_or(prefix)
+        } else {
+            prefix
+        };
+        format!("{}/{p}", dir.display())
+    }
+
     fn content(&mut self, comp: &str) -> Vec<u8> {
         let len = match comp {
             "Data.db" => self.rng.random_range(1_000..200_000),
@@ -219,27 +274,35 @@ impl Table {
             prefix: prefix.clone(),
             components: comps.clone(),
         };
-        let toc: String = comps.iter().map(|c| format!("{c}\n")).collect();
+        let unlisted = self.ver.unlisted();
+        let toc: String = comps
+            .iter()
+            .map(String::as_str)
+            .filter(|c| !unlisted.contains(c))
+            .chain(self.ver.toc_only())
+            .map(|c| format!("{c}\n"))
+            .collect();
         if self.ver.transactional() {
             let uuid = format!(
                 "{:08x}-0000-11ee-8000-{:012x}",
                 self.rng.random::<u32>(),
                 self.rng.random::<u64>() >> 16
             );
-            let log = self
-                .dir
-                .join(format!("{}_txn_{op}_{uuid}.log", self.ver.code()));
+            // BTI logs are named `bti-da_txn_…`; BIG ones `<ver>_txn_…`.
+            let log = self.dir.join(match self.ver {
+                Ver::V50Bti => format!("bti-da_txn_{op}_{uuid}.log"),
+                v => format!("{}_txn_{op}_{uuid}.log", v.code()),
+            });
             append_record(
                 &log,
-                &format!("ADD:[{}/{prefix},0,{}]", self.dir.display(), comps.len()),
+                &format!("ADD:[{},0,{}]", self.record_path(&prefix), comps.len()),
             );
             for r in &removes {
                 append_record(
                     &log,
                     &format!(
-                        "REMOVE:[{}/{},0,{}]",
-                        self.dir.display(),
-                        r.prefix,
+                        "REMOVE:[{},0,{}]",
+                        self.record_path(&r.prefix),
                         r.components.len()
                     ),
                 );
@@ -369,7 +432,13 @@ impl Table {
     pub fn link_backups(&mut self, s: &SSTable) {
         let b = self.dir.join("backups");
         std::fs::create_dir_all(&b).unwrap();
-        let mut names = s.names();
+        // Cassandra links the components its TOC knows: not 5.0.9's unlisted PartitionToSize.db.
+        let unlisted = self.ver.unlisted();
+        let mut names: Vec<String> = s
+            .names()
+            .into_iter()
+            .filter(|n| !unlisted.iter().any(|u| n.ends_with(u)))
+            .collect();
         names.shuffle(&mut self.rng);
         for n in names {
             std::fs::hard_link(self.dir.join(&n), b.join(&n)).unwrap();
@@ -426,18 +495,33 @@ impl Table {
         let d = self.dir.join("snapshots").join(tag);
         std::fs::create_dir_all(&d).unwrap();
         let mut files = vec![];
+        let unlisted = self.ver.unlisted();
         for s in &self.live {
             for n in s.names() {
+                if unlisted.iter().any(|u| n.ends_with(u)) {
+                    continue;
+                }
                 std::fs::hard_link(self.dir.join(&n), d.join(&n)).unwrap();
                 files.push(n);
             }
         }
-        let manifest = serde_json::json!({
-            "files": files,
-            "created_at": "2026-11-26T12:00:00Z",
-            "expires_at": null,
-            "ephemeral": ephemeral,
-        });
+        // ≤4.0: `files` only; 4.1 adds `created_at`, `expires_at` (and marks an ephemeral
+        // snapshot with a file written after manifest and schema: see `mark_ephemeral`); 5.0
+        // adds `ephemeral`.
+        let manifest = match self.ver {
+            Ver::V21 | Ver::V22 | Ver::V311 | Ver::V40 => serde_json::json!({ "files": files }),
+            Ver::V41 => serde_json::json!({
+                "files": files,
+                "created_at": "2026-11-26T12:00:00Z",
+                "expires_at": null,
+            }),
+            Ver::V50Big | Ver::V50Bti => serde_json::json!({
+                "files": files,
+                "created_at": "2026-11-26T12:00:00Z",
+                "expires_at": null,
+                "ephemeral": ephemeral,
+            }),
+        };
         std::fs::write(
             d.join("manifest.json"),
             serde_json::to_vec_pretty(&manifest).unwrap(),
@@ -452,6 +536,11 @@ impl Table {
         )
         .unwrap();
         d
+    }
+
+    /// Up to 4.1: the `ephemeral.snapshot` marker, written after manifest.json and schema.cql.
+    pub fn mark_ephemeral(&self, snapshot: &Path) {
+        std::fs::write(snapshot.join("ephemeral.snapshot"), b"").unwrap();
     }
 
     /// The files of the live SSTables, as they are on disk now.
