@@ -56,10 +56,19 @@ pub fn agent_args(ts: &TableSnap, data: &DataVolume) -> Vec<String> {
         args.push("--staging-dir".into());
         args.push(format!("{SCRATCH_PATH}/staging"));
     }
+    // `--flag=value` where the value starts with '-': as a separate argument the agent's parser
+    // would take `--` (a valid separator) or `-x` for an option.
+    fn push_value(args: &mut Vec<String>, flag: &str, v: &str) {
+        if v.starts_with('-') {
+            args.push(format!("{flag}={v}"));
+        } else {
+            args.push(flag.into());
+            args.push(v.into());
+        }
+    }
     let mut opt = |flag: &str, value: &Option<String>| {
         if let Some(v) = value {
-            args.push(flag.into());
-            args.push(v.clone());
+            push_value(&mut args, flag, v);
         }
     };
     opt("--prefix", &spec.prefix);
@@ -96,12 +105,10 @@ pub fn agent_args(ts: &TableSnap, data: &DataVolume) -> Vec<String> {
         args.push(event.as_str().into());
     }
     for re in spec.include.iter().flatten() {
-        args.push("--include".into());
-        args.push(re.clone());
+        push_value(&mut args, "--include", re);
     }
     for re in spec.exclude.iter().flatten() {
-        args.push("--exclude".into());
-        args.push(re.clone());
+        push_value(&mut args, "--exclude", re);
     }
     args.push(spec.bucket.clone());
     if spec.paths.is_empty() {
