@@ -16,6 +16,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "installing test tools (cached)"
 e2e/scripts/install-garage.sh >/dev/null
+e2e/scripts/install-k8s.sh >/dev/null
 venv="$(e2e/scripts/venv.sh)"
 
 step "building"
@@ -26,11 +27,23 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 work="$(mktemp -d)"
-cleanup() { e2e/scripts/garage.sh stop "$work/garage" || true; rm -rf "$work"; }
+cleanup() {
+  e2e/scripts/k8s.sh stop "$work/k8s" || true
+  e2e/scripts/garage.sh stop "$work/garage" || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 step "starting Garage"
 eval "$(e2e/scripts/garage.sh start "$work/garage")"
+
+# --- Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager; no kubelet) ------
+# The operator tests in operator/tests/real_*.rs and e2e/k8s/run.sh run against it; with
+# TABLESNAP_REQUIRE_REAL=1 a real-server test fails instead of skipping when it is missing.
+step "starting a Kubernetes control plane"
+eval "$(e2e/scripts/k8s.sh start "$work/k8s")"
+export TABLESNAP_REQUIRE_REAL=1
+# ------------------------------------------------------------------------------------------------
 
 step "Rust tests"
 export TABLESNAP_FAULT_REPORT="$work/fault-report.jsonl"
@@ -52,7 +65,7 @@ export TABLESNAP_BIN="$root/target/debug/tablesnap"
 export TABLESNAP_TARGET_DIR="$root/target/debug"
 "$venv/bin/python" -m pytest -q e2e/python
 
-step "Kubernetes e2e (needs a reachable cluster)"
+step "Kubernetes e2e (the local control plane, or the cluster KUBECONFIG names)"
 if [ -x e2e/k8s/run.sh ]; then
   e2e/k8s/run.sh
 fi
