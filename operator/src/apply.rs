@@ -206,6 +206,75 @@ pub async fn server_side_apply(
     Ok(())
 }
 
+/// The entries of `list` (`containers`, `initContainers`, `volumes`) in a pod spec, by name.
+fn entry_names(pod_spec: Option<&Value>, list: &str) -> Vec<String> {
+    pod_spec
+        .and_then(|s| s.get(list))
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(|e| e.get("name").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What the API server would make of applying `body` to a CassandraDatacenter, asked with a dry
+/// run before the real apply: cass-operator's CRD before v1.24 makes `podTemplateSpec`'s
+/// `containers`, `initContainers` and `volumes` atomic lists, so an apply of our entries would
+/// replace the user's, and before v1.20 it has no `restartPolicy`, so the sidecar would become a
+/// plain init container. Either is reported instead of applied.
+pub async fn datacenter_preflight(
+    client: &Client,
+    namespace: &str,
+    live: &DynamicObject,
+    body: &Value,
+) -> Result<Option<Problem>> {
+    let name = live.name_any();
+    let params = PatchParams {
+        dry_run: true,
+        ..PatchParams::apply(FIELD_MANAGER).force()
+    };
+    let merged = target_api(client, TargetKind::CassandraDatacenter, namespace)
+        .patch(&name, &params, &Patch::Apply(body))
+        .await?;
+    let before = live.data.pointer("/spec/podTemplateSpec/spec");
+    let after = merged.data.pointer("/spec/podTemplateSpec/spec");
+    let mut lost = Vec::new();
+    for list in ["containers", "initContainers", "volumes"] {
+        let kept = entry_names(after, list);
+        for entry in entry_names(before, list) {
+            if !kept.contains(&entry) {
+                lost.push(format!("{list}[{entry}]"));
+            }
+        }
+    }
+    if !lost.is_empty() {
+        return Ok(Some(Problem {
+            reason: "PodTemplateListsNotMergeable",
+            message: format!(
+                "CassandraDatacenter {name}: this cass-operator's CRD makes podTemplateSpec's containers, initContainers and volumes atomic lists, so adding the sidecar would replace {}; upgrade cass-operator to v1.24 or later (its lists merge by name), then the sidecar is added",
+                lost.join(", ")
+            ),
+        }));
+    }
+    let sidecar_kept = after
+        .and_then(|s| s.get("initContainers"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| c["name"] == SIDECAR_NAME && c["restartPolicy"] == "Always");
+    if !sidecar_kept {
+        return Ok(Some(Problem {
+            reason: "NativeSidecarUnsupported",
+            message: format!(
+                "CassandraDatacenter {name}: this cass-operator's CRD drops the sidecar's restartPolicy: Always, so it would become a plain init container that blocks Cassandra; upgrade cass-operator to v1.24 or later"
+            ),
+        }));
+    }
+    Ok(None)
+}
+
 /// The namespace's StatefulSets and CassandraDatacenters (none when cass-operator is not installed).
 pub async fn list_targets(
     client: &Client,
@@ -306,7 +375,21 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
     let mut targets = Vec::new();
     for planned in &plan.targets {
         let (kind, target) = (planned.kind, planned.name.as_str());
-        match &planned.outcome {
+        let mut outcome = planned.outcome.clone();
+        if let Outcome::Apply {
+            body,
+            up_to_date: false,
+            ..
+        } = &outcome
+        {
+            let live = datacenters.iter().find(|d| d.name_any() == target);
+            if let (TargetKind::CassandraDatacenter, Some(live)) = (kind, live) {
+                if let Some(problem) = datacenter_preflight(client, &namespace, live, body).await? {
+                    outcome = Outcome::Skip(problem);
+                }
+            }
+        }
+        match &outcome {
             Outcome::Apply {
                 data,
                 body,

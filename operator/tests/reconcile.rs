@@ -304,8 +304,17 @@ async fn create_injects_into_statefulset_and_datacenter_and_patches_status() {
         assert_eq!((&event["related"]["kind"], &event["related"]["name"]), (&json!("StatefulSet"), &json!("cassandra")));
         api.pods(bitnami_selector(), vec![agent_pod("cassandra-0", false)]).await;
 
+        // First the dry run that shows what the server would make of the apply (the user's
+        // podTemplateSpec entries must survive it); the sample's lists merge.
         let seen = api.next(Method::PATCH, &format!("{DATACENTERS}/dc1")).await;
         seen.assert_apply();
+        assert_eq!(seen.query.get("dryRun").map(String::as_str), Some("All"));
+        let live: Value = serde_yaml::from_str(samples::CASS_OPERATOR_DATACENTER).unwrap();
+        let merged = render::merged(&live, &seen.body);
+        seen.ok(merged);
+        let seen = api.next(Method::PATCH, &format!("{DATACENTERS}/dc1")).await;
+        seen.assert_apply();
+        assert!(seen.query.get("dryRun").is_none(), "then the real apply");
         assert_eq!(seen.body["kind"], "CassandraDatacenter");
         let pts = &seen.body["spec"]["podTemplateSpec"];
         assert_eq!(pts["spec"]["containers"], json!([{"name": "cassandra"}]));
