@@ -164,7 +164,9 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     let lease = LeaseManagerBuilder::new(client.clone(), &settings.lease_name)
         .with_namespace(&settings.lease_namespace)
         .with_identity(&settings.identity)
-        .with_field_manager(format!("{FIELD_MANAGER}-lease"))
+        // One field manager per replica: kube-lease-manager's mutual exclusion is the conflict
+        // between two managers' applies to an orphaned lease; a shared one lets both win it.
+        .with_field_manager(format!("{FIELD_MANAGER}-lease-{}", settings.identity))
         .build()
         .await
         .map_err(|e| Error::LeaderElection(e.to_string()))?;
