@@ -76,17 +76,15 @@ pub struct Plan {
 
 fn pod_selector(candidate: &Candidate<'_>) -> String {
     match candidate {
+        // The whole selector, matchExpressions included; one that cannot be read selects
+        // nothing (a label both required and forbidden) rather than the whole namespace.
         Candidate::StatefulSet(sts) => sts
             .spec
             .as_ref()
-            .and_then(|s| s.selector.match_labels.as_ref())
-            .map(|l| {
-                l.iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default(),
+            .and_then(|s| kube::core::Selector::try_from(s.selector.clone()).ok())
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "tablesnap.io/none,!tablesnap.io/none".into()),
         Candidate::Datacenter(dc) => {
             format!("{}={}", resolve::CASS_OPERATOR_DC_LABEL, dc.name_any())
         }
@@ -420,7 +418,7 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
                     .list(&ListParams::default().labels(pod_selector))
                     .await?
                     .items;
-                let (ready, total) = status::pods_with_agent(&pods);
+                let (ready, total) = status::pods_with_agent(&pods, render::body_hash(body));
                 targets.push(TargetStatus {
                     kind: kind.as_str().into(),
                     name: target.into(),
