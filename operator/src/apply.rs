@@ -167,7 +167,11 @@ pub fn plan(
         });
     }
     for candidate in &candidates {
-        let ours = candidate.template_annotations().get(OWNER_ANNOTATION) == Some(&name);
+        // Ours: our annotation and our field manager. cass-operator copies a
+        // CassandraDatacenter's podTemplateSpec, annotations included, into its rack
+        // StatefulSets, which we never applied to and must not "remove" from.
+        let ours = candidate.template_annotations().get(OWNER_ANNOTATION) == Some(&name)
+            && candidate.managed_by(FIELD_MANAGER);
         let applied = plan.targets.iter().any(|p| {
             p.kind == candidate.kind()
                 && p.name == candidate.name()
@@ -196,12 +200,54 @@ pub async fn server_side_apply(
     namespace: &str,
     name: &str,
     body: &Value,
-) -> Result<()> {
+) -> Result<DynamicObject> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    target_api(client, kind, namespace)
+    Ok(target_api(client, kind, namespace)
         .patch(name, &params, &Patch::Apply(body))
-        .await?;
-    Ok(())
+        .await?)
+}
+
+/// JSON-patch operations that take out what is left of our entries after the removal apply: an
+/// entry another applier co-owns a field of (its own limits on the sidecar, say) survives the
+/// apply as `{name: tablesnap, resources: ...}`, a plain init container with no args that
+/// would keep the pods from starting. Each removal is guarded by a `test` of the entry's name.
+pub fn leftover_removal(kind: TargetKind, object: &Value) -> Vec<Value> {
+    let template = match kind {
+        TargetKind::StatefulSet => "/spec/template",
+        TargetKind::CassandraDatacenter => "/spec/podTemplateSpec",
+    };
+    let mut ops = Vec::new();
+    for (list, name) in [
+        ("initContainers", SIDECAR_NAME),
+        ("volumes", SCRATCH_VOLUME),
+    ] {
+        let path = format!("{template}/spec/{list}");
+        let items = object
+            .pointer(&path)
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for (i, item) in items.iter().enumerate().rev() {
+            if item.get("name").and_then(Value::as_str) == Some(name) {
+                ops.push(serde_json::json!({"op": "test", "path": format!("{path}/{i}/name"), "value": name}));
+                ops.push(serde_json::json!({"op": "remove", "path": format!("{path}/{i}")}));
+            }
+        }
+    }
+    let annotations = format!("{template}/metadata/annotations");
+    for key in [HASH_ANNOTATION, OWNER_ANNOTATION] {
+        if object
+            .pointer(&annotations)
+            .and_then(|a| a.get(key))
+            .is_some()
+        {
+            let escaped = key.replace('~', "~0").replace('/', "~1");
+            ops.push(
+                serde_json::json!({"op": "remove", "path": format!("{annotations}/{escaped}")}),
+            );
+        }
+    }
+    ops
 }
 
 /// The entries of `list` (`containers`, `initContainers`, `volumes`) in a pod spec, by name.
@@ -486,9 +532,17 @@ pub async fn remove_from(
     target: &str,
 ) -> Result<()> {
     let body = render::removal_body(kind, target, namespace);
-    match server_side_apply(&ctx.client, kind, namespace, target, &body).await {
+    let after = match server_side_apply(&ctx.client, kind, namespace, target, &body).await {
         Err(Error::Kube(kube::Error::Api(status))) if status.code == 404 => return Ok(()),
         other => other?,
+    };
+    let leftovers = leftover_removal(kind, &serde_json::to_value(&after)?);
+    if !leftovers.is_empty() {
+        let patch: json_patch::Patch = serde_json::from_value(Value::Array(leftovers))?;
+        target_api(&ctx.client, kind, namespace)
+            .patch(target, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await?;
+        tracing::info!(tablesnap = %ts.name_any(), kind = kind.as_str(), target, "removed what another field manager kept of the sidecar");
     }
     ctx.metrics
         .applies

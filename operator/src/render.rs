@@ -325,7 +325,21 @@ pub fn body_hash(body: &Value) -> Option<&str> {
 /// The object a server-side apply of `body` onto `live` yields, for our fields: maps merge
 /// recursively; `containers`, `initContainers` and `volumes` merge by `name` as the API server does.
 /// Used to validate what a patched object looks like and to preview it; never sent to the server.
+/// Like the server's, the result lists our field manager in `metadata.managedFields`.
 pub fn merged(live: &Value, body: &Value) -> Value {
+    let mut out = merge(live, body);
+    if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
+        let entries = meta.entry("managedFields").or_insert_with(|| json!([]));
+        if let Some(list) = entries.as_array_mut() {
+            if !list.iter().any(|m| m["manager"] == FIELD_MANAGER) {
+                list.push(json!({"manager": FIELD_MANAGER, "operation": "Apply", "apiVersion": body["apiVersion"], "fieldsType": "FieldsV1", "fieldsV1": {}}));
+            }
+        }
+    }
+    out
+}
+
+fn merge(live: &Value, body: &Value) -> Value {
     match (live, body) {
         (Value::Object(l), Value::Object(b)) => {
             let mut out = l.clone();
@@ -337,13 +351,13 @@ pub fn merged(live: &Value, body: &Value) -> Value {
                         let mut items = la.clone();
                         for item in ba {
                             match items.iter_mut().find(|i| i.get("name") == item.get("name")) {
-                                Some(existing) => *existing = merged(existing, item),
+                                Some(existing) => *existing = merge(existing, item),
                                 None => items.push(item.clone()),
                             }
                         }
                         Value::Array(items)
                     }
-                    (Some(lv), _) => merged(lv, bv),
+                    (Some(lv), _) => merge(lv, bv),
                     (None, _) => bv.clone(),
                 };
                 out.insert(k.clone(), nv);

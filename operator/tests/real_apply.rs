@@ -230,12 +230,12 @@ async fn created_by_another_manager(how: &str) {
         "no ownerReference on a Cassandra object"
     );
 
-    // A reconcile of an unchanged world writes nothing.
-    let rv = sts.resource_version();
+    // A reconcile of an unchanged world writes nothing (the resourceVersion moves with the
+    // StatefulSet controller's status writes; spec and the managedFields times do not).
     reconcile_passes(&client, &ns, "nightly", 1).await;
     assert_eq!(
-        sts_api.get("cass").await.unwrap().resource_version(),
-        rv,
+        snapshot(&sts_api.get("cass").await.unwrap()),
+        after,
         "an idle reconcile patched the StatefulSet"
     );
 
@@ -264,4 +264,94 @@ async fn apply_into_a_statefulset_of_a_server_side_apply_manager() {
 #[tokio::test]
 async fn apply_into_a_statefulset_of_an_update_manager() {
     created_by_another_manager("update").await;
+}
+
+/// Review 15: another manager co-owns a field of the sidecar (`kubectl set image` on it, a
+/// `kubectl edit` of its limits). The empty apply that removes our fields leaves that manager's
+/// `{name: tablesnap, image: ...}` behind: a plain init container with no args. Deleting the
+/// TableSnap must remove the sidecar entirely all the same.
+#[tokio::test]
+async fn a_sidecar_field_co_owned_by_another_manager_is_removed_too() {
+    let Some(client) =
+        common::client("a_sidecar_field_co_owned_by_another_manager_is_removed_too").await
+    else {
+        return;
+    };
+    common::install_tablesnap_crd(&client).await;
+    let ns = common::namespace(&client, "apply-co-owned").await;
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    sts_api
+        .patch(
+            "cass",
+            &PatchParams::apply("kubectl"),
+            &Patch::Apply(&user_statefulset("cass")),
+        )
+        .await
+        .unwrap();
+    let before = snapshot(&sts_api.get("cass").await.unwrap());
+    let ts_api: Api<TableSnap> = Api::namespaced(client.clone(), &ns);
+    ts_api
+        .create(&PostParams::default(), &tablesnap(&ns))
+        .await
+        .unwrap();
+    reconcile_passes(&client, &ns, "nightly", 3).await;
+
+    // What `kubectl set image statefulset/cass tablesnap=...` sends.
+    let set_image = json!({"spec": {"template": {"spec": {"initContainers": [{"name": "tablesnap", "image": "registry.example/tablesnap:patched"}]}}}});
+    let pp = PatchParams {
+        field_manager: Some("kubectl-set".into()),
+        ..Default::default()
+    };
+    sts_api
+        .patch("cass", &pp, &Patch::Strategic(&set_image))
+        .await
+        .unwrap();
+    // And an applier that puts its own limits on the sidecar (an Apply entry).
+    let limits = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "cass"},
+        "spec": {"template": {"spec": {"initContainers": [{"name": "tablesnap", "resources": {"limits": {"memory": "512Mi"}}}]}}}});
+    sts_api
+        .patch(
+            "cass",
+            &PatchParams::apply("platform-team").force(),
+            &Patch::Apply(&limits),
+        )
+        .await
+        .unwrap();
+    let co_owned = sts_api.get("cass").await.unwrap();
+    let managers: Vec<String> = co_owned
+        .managed_fields()
+        .iter()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(
+        managers.contains(&"kubectl-set".to_string())
+            && managers.contains(&"platform-team".to_string()),
+        "{managers:?}"
+    );
+
+    ts_api
+        .delete("nightly", &DeleteParams::default())
+        .await
+        .unwrap();
+    reconcile_passes(&client, &ns, "nightly", 2).await;
+    assert!(ts_api.get_opt("nightly").await.unwrap().is_none());
+    let sts = sts_api.get("cass").await.unwrap();
+    let pod = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let init: Vec<&str> = pod
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        init,
+        ["volume-permissions"],
+        "the sidecar is gone, whoever co-owned it"
+    );
+    let after = snapshot(&sts);
+    assert_eq!(
+        after["spec"], before["spec"],
+        "the user's StatefulSet is as before"
+    );
+    common::drop_namespace(&client, &ns).await;
 }

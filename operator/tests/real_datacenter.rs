@@ -10,6 +10,8 @@ mod common;
 
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::events::v1::Event;
 use kube::Client;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
@@ -93,6 +95,31 @@ async fn reconcile_passes(client: &Client, ns: &str, passes: usize) {
     }
 }
 
+/// The rack StatefulSet cass-operator makes of a datacenter: its podTemplateSpec (annotations
+/// and our sidecar included) plus cass-operator's own container and claim, owned by the DC.
+fn rack_statefulset(dc: &DynamicObject, pod_template: &Value) -> StatefulSet {
+    let mut template = pod_template.clone();
+    template["metadata"]["labels"] = json!({"cassandra.datastax.com/datacenter": "dc1", "cassandra.datastax.com/rack": "default"});
+    template["spec"]["containers"][0]["image"] =
+        json!("cr.k8ssandra.io/k8ssandra/cass-management-api:4.1.5");
+    template["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "server-data", "mountPath": "/var/lib/cassandra"}]);
+    serde_json::from_value(json!({
+        "metadata": {
+            "name": "cluster1-dc1-default-sts",
+            "labels": {"cassandra.datastax.com/datacenter": "dc1"},
+            "ownerReferences": [{"apiVersion": "cassandra.datastax.com/v1beta1", "kind": "CassandraDatacenter", "name": "dc1", "uid": dc.metadata.uid, "controller": true, "blockOwnerDeletion": true}]
+        },
+        "spec": {
+            "replicas": 3, "serviceName": "cluster1-dc1-all-pods-service",
+            "selector": {"matchLabels": {"cassandra.datastax.com/datacenter": "dc1", "cassandra.datastax.com/rack": "default"}},
+            "template": template,
+            "volumeClaimTemplates": [{"metadata": {"name": "server-data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}}]
+        }
+    }))
+    .unwrap()
+}
+
 fn names(pod_spec: &Value, list: &str) -> Vec<String> {
     pod_spec[list]
         .as_array()
@@ -147,6 +174,49 @@ async fn cassandra_datacenter_merges_from_v1_32_and_is_left_alone_before_v1_24()
     assert_eq!(names(spec, "initContainers"), ["user-init", "tablesnap"]);
     assert_eq!(names(spec, "volumes"), ["keystore", "tablesnap-scratch"]);
     assert_eq!(spec["initContainers"][1]["restartPolicy"], "Always");
+
+    // cass-operator builds the rack StatefulSet from the podTemplateSpec, our annotations and
+    // sidecar included, and owns it (review 10: the operator took it for one of its own
+    // targets no longer selected and "removed" the sidecar on every reconcile).
+    let dc = datacenters(&client, &ns).get("dc1").await.unwrap();
+    let rack = rack_statefulset(&dc, &after);
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let pp = PostParams {
+        field_manager: Some("cass-operator".into()),
+        ..Default::default()
+    };
+    sts_api.create(&pp, &rack).await.unwrap();
+    let rack_before = sts_api.get("cluster1-dc1-default-sts").await.unwrap();
+    reconcile_passes(&client, &ns, 2).await;
+    let rack_after = sts_api.get("cluster1-dc1-default-sts").await.unwrap();
+    let not_status = |s: &StatefulSet| {
+        let spec = serde_json::to_value(&s.spec).unwrap();
+        let managed: Vec<_> = s
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter(|m| m.subresource.as_deref() != Some("status"))
+            .map(|m| (m.manager.clone(), m.time.clone()))
+            .collect();
+        (spec, managed)
+    };
+    assert!(
+        not_status(&rack_after) == not_status(&rack_before),
+        "cass-operator's rack StatefulSet is not ours to change: managers {:?}",
+        not_status(&rack_after).1
+    );
+    let removed: Vec<String> = Api::<Event>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("Removed"))
+        .filter_map(|e| e.note)
+        .collect();
+    assert!(removed.is_empty(), "false Removed events: {removed:?}");
+
     Api::<TableSnap>::namespaced(client.clone(), &ns)
         .delete("nightly", &DeleteParams::default())
         .await
