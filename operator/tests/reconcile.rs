@@ -316,7 +316,7 @@ async fn create_injects_into_statefulset_and_datacenter_and_patches_status() {
         seen.ok(merged);
         let seen = api.next(Method::PATCH, &format!("{DATACENTERS}/dc1")).await;
         seen.assert_apply();
-        assert!(seen.query.get("dryRun").is_none(), "then the real apply");
+        assert!(!seen.query.contains_key("dryRun"), "then the real apply");
         assert_eq!(seen.body["kind"], "CassandraDatacenter");
         let pts = &seen.body["spec"]["podTemplateSpec"];
         assert_eq!(pts["spec"]["containers"], json!([{"name": "cassandra"}]));
