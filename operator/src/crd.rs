@@ -303,10 +303,10 @@ pub struct AgentSpec {
     /// Pull policy of the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<String>,
-    /// Resources; default requests 50m CPU / 64Mi, limit 256Mi.
+    /// Resources; default requests = limits = 100m CPU / 256Mi, so a Guaranteed pod stays Guaranteed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Security context; default non-root, read-only root filesystem, no privilege escalation, no capabilities.
+    /// Security context, merged field by field over the defaults: non-root, read-only root filesystem, no privilege escalation, no capabilities, RuntimeDefault seccomp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<SecurityContext>,
     /// Port of `/healthz` and `/metrics`.

@@ -134,6 +134,62 @@ fn env_from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
+/// The sidecar's resources unless `spec.agent.resources` says otherwise: requests equal to limits
+/// for CPU and memory, so that a Guaranteed Cassandra pod stays Guaranteed (the QoS class is
+/// computed over init containers too: a sidecar without a CPU limit made it Burstable).
+pub fn default_resources() -> ResourceRequirements {
+    let both = BTreeMap::from([
+        ("cpu".to_owned(), Quantity("100m".into())),
+        ("memory".to_owned(), Quantity("256Mi".into())),
+    ]);
+    ResourceRequirements {
+        requests: Some(both.clone()),
+        limits: Some(both),
+        ..Default::default()
+    }
+}
+
+/// The restricted-compliant defaults with the user's `spec.agent.securityContext` over them, field
+/// by field: setting only `runAsUser` keeps the read-only root, no privilege escalation, no
+/// capabilities and the seccomp profile (a replacing override got pods refused under
+/// Pod Security `restricted`).
+pub fn security_context(user: Option<&SecurityContext>) -> SecurityContext {
+    let defaults = SecurityContext {
+        run_as_non_root: Some(true),
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    };
+    let Some(user) = user else {
+        return defaults;
+    };
+    let mut merged = serde_json::to_value(&defaults).expect("a SecurityContext serializes");
+    let over = serde_json::to_value(user).expect("a SecurityContext serializes");
+    if let (Some(m), Some(o)) = (merged.as_object_mut(), over.as_object()) {
+        for (k, v) in o {
+            match (m.get_mut(k), v) {
+                (Some(Value::Object(d)), Value::Object(u)) => {
+                    for (kk, vv) in u {
+                        d.insert(kk.clone(), vv.clone());
+                    }
+                }
+                _ => {
+                    m.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    serde_json::from_value(merged).expect("a merged SecurityContext deserializes")
+}
+
 /// The agent as a native sidecar: an init container with `restartPolicy: Always`.
 pub fn sidecar(ts: &TableSnap, data: &DataVolume) -> Container {
     let spec = &ts.spec;
@@ -177,35 +233,8 @@ pub fn sidecar(ts: &TableSnap, data: &DataVolume) -> Container {
         .agent
         .resources
         .clone()
-        .unwrap_or_else(|| ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_owned(), Quantity("50m".into())),
-                ("memory".to_owned(), Quantity("64Mi".into())),
-            ])),
-            limits: Some(BTreeMap::from([(
-                "memory".to_owned(),
-                Quantity("256Mi".into()),
-            )])),
-            ..Default::default()
-        });
-    let security_context = spec
-        .agent
-        .security_context
-        .clone()
-        .unwrap_or_else(|| SecurityContext {
-            run_as_non_root: Some(true),
-            read_only_root_filesystem: Some(true),
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                localhost_profile: None,
-            }),
-            ..Default::default()
-        });
+        .unwrap_or_else(default_resources);
+    let security_context = security_context(spec.agent.security_context.as_ref());
     Container {
         name: SIDECAR_NAME.into(),
         image: Some(
