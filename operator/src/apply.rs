@@ -420,28 +420,52 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
     for planned in &plan.targets {
         let (kind, target) = (planned.kind, planned.name.as_str());
         let mut outcome = planned.outcome.clone();
+        let mut applied_now = false;
         if let Outcome::Apply {
             body,
             up_to_date: false,
             ..
         } = &outcome
         {
-            let live = datacenters.iter().find(|d| d.name_any() == target);
-            if let (TargetKind::CassandraDatacenter, Some(live)) = (kind, live) {
-                if let Some(problem) = datacenter_preflight(client, &namespace, live, body).await? {
-                    outcome = Outcome::Skip(problem);
+            let attempt = async {
+                let live = datacenters.iter().find(|d| d.name_any() == target);
+                if let (TargetKind::CassandraDatacenter, Some(live)) = (kind, live) {
+                    if let Some(problem) =
+                        datacenter_preflight(client, &namespace, live, body).await?
+                    {
+                        return Ok(Some(problem));
+                    }
                 }
+                server_side_apply(client, kind, &namespace, target, body).await?;
+                Ok::<_, Error>(None)
+            };
+            match attempt.await {
+                Ok(Some(problem)) => outcome = Outcome::Skip(problem),
+                Ok(None) => applied_now = true,
+                // Refused (admission policy, quota, validation): this target reports it, the
+                // others go on.
+                Err(Error::Kube(kube::Error::Api(status))) => {
+                    outcome = Outcome::Skip(Problem {
+                        reason: "ApplyFailed",
+                        message: format!(
+                            "{} {target}: the API server refused the sidecar ({}): {}",
+                            kind.as_str(),
+                            status.code,
+                            status.message
+                        ),
+                    })
+                }
+                Err(e) => return Err(e),
             }
         }
         match &outcome {
             Outcome::Apply {
                 data,
                 body,
-                up_to_date,
                 pod_selector,
+                ..
             } => {
-                if !up_to_date {
-                    server_side_apply(client, kind, &namespace, target, body).await?;
+                if applied_now {
                     ctx.metrics
                         .applies
                         .get_or_create(&ActionLabel { action: "inject" })
@@ -482,10 +506,9 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
                 let before = was(kind, target).and_then(|t| t.reason.as_deref());
                 if before != Some(problem.reason) {
                     tracing::warn!(tablesnap = %name, kind = kind.as_str(), target, reason = problem.reason, message = %problem.message, "skipped a target");
-                    let reason = if problem.reason == "Conflict" {
-                        "Conflict"
-                    } else {
-                        "TargetSkipped"
+                    let reason = match problem.reason {
+                        "Conflict" | "ApplyFailed" => problem.reason,
+                        _ => "TargetSkipped",
                     };
                     publish(
                         ctx,

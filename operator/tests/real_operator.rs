@@ -458,7 +458,7 @@ async fn two_replicas_elect_one_leader_and_killing_it_hands_over() {
             .spec?
             .holder_identity
     };
-    let first = common::wait_for("a lease holder", Duration::from_secs(60), || holder()).await;
+    let first = common::wait_for("a lease holder", Duration::from_secs(60), &holder).await;
     // Each replica applies the Lease under its own field manager: kube-lease-manager's mutual
     // exclusion is the conflict between two managers.
     let lease = leases.get("tablesnap-operator").await.unwrap();
