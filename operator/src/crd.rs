@@ -12,6 +12,18 @@ pub const DEFAULT_AGENT_IMAGE: &str = "ghcr.io/tablesnap/tablesnap:0.1.0";
 /// The port of the agent's `/healthz` and `/metrics` endpoint unless `spec.agent.httpPort` says otherwise.
 pub const DEFAULT_AGENT_PORT: i32 = 9090;
 
+/// An http(s) URL with a host (a name, an IPv4 address or a bracketed IPv6 one) and an optional
+/// port up to 65535: what the agent's URL parser accepts as `--endpoint-url`.
+const ENDPOINT_RULE: &str = concat!(
+    r"self.matches('^https?://([^/?#@]*@)?([A-Za-z0-9._~-]+|\\[[0-9A-Fa-f:.]+\\])",
+    r"(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?([/?#].*)?$')"
+);
+/// Every entry compiles as a regular expression: `matches` with an invalid pattern is an
+/// evaluation error, which refuses the object with the rule's message. The API server's RE2 also
+/// takes `\Q...\E` quoting, which the agent's regex crate does not.
+const REGEX_LIST_RULE: &str =
+    r"self.all(r, !r.contains('\\Q') && (''.matches(r) || !''.matches(r)))";
+
 /// Desired state of a TableSnap: the bucket and agent flags, the targets, the agent container.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
@@ -32,17 +44,19 @@ pub const DEFAULT_AGENT_PORT: i32 = 9090;
 #[x_kube(validation = Rule::new("!has(self.sseKmsKeyId) || (has(self.withSse) && self.withSse)").message("sseKmsKeyId needs withSse: true"))]
 pub struct TableSnapSpec {
     /// S3 bucket name, or `file:///dir` for a directory on a mounted volume.
-    #[x_kube(validation = Rule::new("self.startsWith('file:///') || self.matches('^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$')").message("bucket must be an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens) or file:///absolute/dir"))]
+    #[x_kube(validation = Rule::new("self.matches('^file:///.*[^/].*$') || self.matches('^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$')").message("bucket must be an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens) or file:///absolute/dir"))]
     pub bucket: String,
     /// Key prefix inside the bucket (`--prefix`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
     /// S3-compatible endpoint URL (`--endpoint-url`), e.g. for Garage, MinIO or Ceph RGW.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("endpoint must be an http:// or https:// URL"))]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new(ENDPOINT_RULE).message("endpoint must be an http:// or https:// URL with a host, e.g. http://garage:3900"))]
     pub endpoint: Option<String>,
     /// AWS region (`--aws-region`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9_-]+$')").message("region must be a region name such as eu-west-1 (letters, digits, '-' and '_')"))]
     pub region: Option<String>,
     /// Virtual-hosted-style addressing (`--virtual-hosted-style`).
     #[serde(default, skip_serializing_if = "is_false")]
@@ -62,9 +76,13 @@ pub struct TableSnapSpec {
     pub backup_existing: bool,
     /// Only files whose path matches one of these regexes (`--include`); never with `exclude`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), inner(length(max = 1024)))]
+    #[x_kube(validation = Rule::new(REGEX_LIST_RULE).message("include: every entry must be a valid regular expression (without \\Q...\\E quoting)"))]
     pub include: Option<Vec<String>>,
     /// Skip files whose path matches one of these regexes (`--exclude`); never with `include`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), inner(length(max = 1024)))]
+    #[x_kube(validation = Rule::new(REGEX_LIST_RULE).message("exclude: every entry must be a valid regular expression (without \\Q...\\E quoting)"))]
     pub exclude: Option<Vec<String>>,
     /// inotify events that make a file ready in generic mode (`--listen-events`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -74,7 +92,7 @@ pub struct TableSnapSpec {
     pub mode: Mode,
     /// Largest file to upload, in MB (`--max-upload-size`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 1").message("maxUploadSize must be at least 1 (MB)"))]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 5120").message("maxUploadSize must be between 1 and 5120 (MB), S3's single PUT limit"))]
     pub max_upload_size: Option<i64>,
     /// Multipart chunk size in MB (`--multipart-chunk-size`), within S3's limits 5..5120.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,6 +107,7 @@ pub struct TableSnapSpec {
     pub threads: Option<i64>,
     /// Separator between the agent name and the file path in keys (`--keyname-separator`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self != ''").message("keynameSeparator must not be empty"))]
     pub keyname_separator: Option<String>,
     /// Do not write `-listdir.json` indexes (`--without-index`).
     #[serde(default, skip_serializing_if = "is_false")]
@@ -284,10 +303,10 @@ pub struct AgentSpec {
     /// Pull policy of the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<String>,
-    /// Resources; default requests 50m CPU / 64Mi, limit 256Mi.
+    /// Resources; default requests = limits = 100m CPU / 256Mi, so a Guaranteed pod stays Guaranteed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Security context; default non-root, read-only root filesystem, no privilege escalation, no capabilities.
+    /// Security context, merged field by field over the defaults: non-root, read-only root filesystem, no privilege escalation, no capabilities, RuntimeDefault seccomp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<SecurityContext>,
     /// Port of `/healthz` and `/metrics`.
@@ -560,7 +579,7 @@ mod tests {
             .expect("size");
         rejected_with(
             &with(&["maxUploadSize"], json!(0)),
-            "maxUploadSize must be at least 1",
+            "maxUploadSize must be between 1 and 5120",
         );
         with(&["agent", "httpPort"], json!(8080))
             .validate_cel()

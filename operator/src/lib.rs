@@ -16,3 +16,11 @@ pub mod samples;
 pub mod status;
 
 pub use error::{Error, Result};
+
+/// Select rustls' ring provider for kube's TLS, once per process. A build together with the agent
+/// (the workspace) enables aws-lc-rs too, and rustls then refuses to pick one: without this the
+/// first connection to an API server over TLS panics.
+pub fn install_tls_provider() {
+    // An error only says a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -56,10 +56,19 @@ pub fn agent_args(ts: &TableSnap, data: &DataVolume) -> Vec<String> {
         args.push("--staging-dir".into());
         args.push(format!("{SCRATCH_PATH}/staging"));
     }
+    // `--flag=value` where the value starts with '-': as a separate argument the agent's parser
+    // would take `--` (a valid separator) or `-x` for an option.
+    fn push_value(args: &mut Vec<String>, flag: &str, v: &str) {
+        if v.starts_with('-') {
+            args.push(format!("{flag}={v}"));
+        } else {
+            args.push(flag.into());
+            args.push(v.into());
+        }
+    }
     let mut opt = |flag: &str, value: &Option<String>| {
         if let Some(v) = value {
-            args.push(flag.into());
-            args.push(v.clone());
+            push_value(&mut args, flag, v);
         }
     };
     opt("--prefix", &spec.prefix);
@@ -127,6 +136,62 @@ fn env_from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
+/// The sidecar's resources unless `spec.agent.resources` says otherwise: requests equal to limits
+/// for CPU and memory, so that a Guaranteed Cassandra pod stays Guaranteed (the QoS class is
+/// computed over init containers too: a sidecar without a CPU limit made it Burstable).
+pub fn default_resources() -> ResourceRequirements {
+    let both = BTreeMap::from([
+        ("cpu".to_owned(), Quantity("100m".into())),
+        ("memory".to_owned(), Quantity("256Mi".into())),
+    ]);
+    ResourceRequirements {
+        requests: Some(both.clone()),
+        limits: Some(both),
+        ..Default::default()
+    }
+}
+
+/// The restricted-compliant defaults with the user's `spec.agent.securityContext` over them, field
+/// by field: setting only `runAsUser` keeps the read-only root, no privilege escalation, no
+/// capabilities and the seccomp profile (a replacing override got pods refused under
+/// Pod Security `restricted`).
+pub fn security_context(user: Option<&SecurityContext>) -> SecurityContext {
+    let defaults = SecurityContext {
+        run_as_non_root: Some(true),
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    };
+    let Some(user) = user else {
+        return defaults;
+    };
+    let mut merged = serde_json::to_value(&defaults).expect("a SecurityContext serializes");
+    let over = serde_json::to_value(user).expect("a SecurityContext serializes");
+    if let (Some(m), Some(o)) = (merged.as_object_mut(), over.as_object()) {
+        for (k, v) in o {
+            match (m.get_mut(k), v) {
+                (Some(Value::Object(d)), Value::Object(u)) => {
+                    for (kk, vv) in u {
+                        d.insert(kk.clone(), vv.clone());
+                    }
+                }
+                _ => {
+                    m.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    serde_json::from_value(merged).expect("a merged SecurityContext deserializes")
+}
+
 /// The agent as a native sidecar: an init container with `restartPolicy: Always`.
 pub fn sidecar(ts: &TableSnap, data: &DataVolume) -> Container {
     let spec = &ts.spec;
@@ -170,35 +235,8 @@ pub fn sidecar(ts: &TableSnap, data: &DataVolume) -> Container {
         .agent
         .resources
         .clone()
-        .unwrap_or_else(|| ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_owned(), Quantity("50m".into())),
-                ("memory".to_owned(), Quantity("64Mi".into())),
-            ])),
-            limits: Some(BTreeMap::from([(
-                "memory".to_owned(),
-                Quantity("256Mi".into()),
-            )])),
-            ..Default::default()
-        });
-    let security_context = spec
-        .agent
-        .security_context
-        .clone()
-        .unwrap_or_else(|| SecurityContext {
-            run_as_non_root: Some(true),
-            read_only_root_filesystem: Some(true),
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                localhost_profile: None,
-            }),
-            ..Default::default()
-        });
+        .unwrap_or_else(default_resources);
+    let security_context = security_context(spec.agent.security_context.as_ref());
     Container {
         name: SIDECAR_NAME.into(),
         image: Some(
@@ -318,7 +356,21 @@ pub fn body_hash(body: &Value) -> Option<&str> {
 /// The object a server-side apply of `body` onto `live` yields, for our fields: maps merge
 /// recursively; `containers`, `initContainers` and `volumes` merge by `name` as the API server does.
 /// Used to validate what a patched object looks like and to preview it; never sent to the server.
+/// Like the server's, the result lists our field manager in `metadata.managedFields`.
 pub fn merged(live: &Value, body: &Value) -> Value {
+    let mut out = merge(live, body);
+    if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
+        let entries = meta.entry("managedFields").or_insert_with(|| json!([]));
+        if let Some(list) = entries.as_array_mut() {
+            if !list.iter().any(|m| m["manager"] == FIELD_MANAGER) {
+                list.push(json!({"manager": FIELD_MANAGER, "operation": "Apply", "apiVersion": body["apiVersion"], "fieldsType": "FieldsV1", "fieldsV1": {}}));
+            }
+        }
+    }
+    out
+}
+
+fn merge(live: &Value, body: &Value) -> Value {
     match (live, body) {
         (Value::Object(l), Value::Object(b)) => {
             let mut out = l.clone();
@@ -330,13 +382,13 @@ pub fn merged(live: &Value, body: &Value) -> Value {
                         let mut items = la.clone();
                         for item in ba {
                             match items.iter_mut().find(|i| i.get("name") == item.get("name")) {
-                                Some(existing) => *existing = merged(existing, item),
+                                Some(existing) => *existing = merge(existing, item),
                                 None => items.push(item.clone()),
                             }
                         }
                         Value::Array(items)
                     }
-                    (Some(lv), _) => merged(lv, bv),
+                    (Some(lv), _) => merge(lv, bv),
                     (None, _) => bv.clone(),
                 };
                 out.insert(k.clone(), nv);

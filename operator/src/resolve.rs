@@ -86,6 +86,18 @@ impl Candidate<'_> {
         }
     }
 
+    /// Whether `manager` owns fields of it (server-side apply's managedFields).
+    pub fn managed_by(&self, manager: &str) -> bool {
+        let entries = match self {
+            Candidate::StatefulSet(o) => o.metadata.managed_fields.as_ref(),
+            Candidate::Datacenter(o) => o.metadata.managed_fields.as_ref(),
+        };
+        entries
+            .into_iter()
+            .flatten()
+            .any(|m| m.manager.as_deref() == Some(manager))
+    }
+
     /// The pod spec of its template, if any.
     pub fn pod_spec(&self) -> Option<PodSpec> {
         match self {

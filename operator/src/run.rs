@@ -39,6 +39,28 @@ pub struct Settings {
     pub lease_namespace: String,
     /// This replica's identity in the Lease (its pod name).
     pub identity: String,
+    /// Watch only this namespace (TableSnaps and targets); `None` watches the whole cluster.
+    pub namespace: Option<String>,
+}
+
+/// The API of a namespaced kind in the watched namespace, or in all namespaces.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn scoped_datacenters(client: &Client, namespace: Option<&str>) -> Api<DynamicObject> {
+    let ar = cassandra_datacenter_resource();
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    }
 }
 
 /// Back off on errors; the reconcile is retried.
@@ -103,8 +125,8 @@ pub fn http_router(registry: Arc<Registry>) -> Router {
 }
 
 /// Whether cass-operator's CassandraDatacenter API exists in this cluster.
-async fn has_cassandra_datacenters(client: &Client) -> Result<bool> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &cassandra_datacenter_resource());
+async fn has_cassandra_datacenters(client: &Client, namespace: Option<&str>) -> Result<bool> {
+    let api = scoped_datacenters(client, namespace);
     match api.list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
@@ -142,7 +164,9 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     let lease = LeaseManagerBuilder::new(client.clone(), &settings.lease_name)
         .with_namespace(&settings.lease_namespace)
         .with_identity(&settings.identity)
-        .with_field_manager(format!("{FIELD_MANAGER}-lease"))
+        // One field manager per replica: kube-lease-manager's mutual exclusion is the conflict
+        // between two managers' applies to an orphaned lease; a shared one lets both win it.
+        .with_field_manager(format!("{FIELD_MANAGER}-lease-{}", settings.identity))
         .build()
         .await
         .map_err(|e| Error::LeaderElection(e.to_string()))?;
@@ -176,23 +200,24 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
         recorder,
         metrics,
     });
+    let namespace = settings.namespace.as_deref();
     let controller = Controller::new(
-        Api::<TableSnap>::all(client.clone()),
+        scoped::<TableSnap>(&client, namespace),
         watcher::Config::default().any_semantic(),
     );
     let store = controller.store();
     let mut controller = controller.watches(
-        Api::<StatefulSet>::all(client.clone()),
+        scoped::<StatefulSet>(&client, namespace),
         watcher::Config::default(),
         {
             let store = store.clone();
             move |sts| tablesnaps_in(&store, sts.namespace())
         },
     );
-    if has_cassandra_datacenters(&client).await? {
+    if has_cassandra_datacenters(&client, namespace).await? {
         let ar = cassandra_datacenter_resource();
         controller = controller.watches_with(
-            Api::<DynamicObject>::all_with(client.clone(), &ar),
+            scoped_datacenters(&client, namespace),
             ar,
             watcher::Config::default(),
             {

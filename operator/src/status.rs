@@ -5,12 +5,24 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::crd::{TableSnapStatus, TargetStatus};
-use crate::render::SIDECAR_NAME;
+use crate::render::{HASH_ANNOTATION, SIDECAR_NAME};
 
-/// Pods whose agent container is running, and all pods.
-pub fn pods_with_agent(pods: &[Pod]) -> (i32, i32) {
+/// Pods whose agent container is running, and all pods. With `config`, only pods made from the
+/// template that carries this config hash count: after a spec change, an agent still running the
+/// old configuration is not what the user asked for.
+pub fn pods_with_agent(pods: &[Pod], config: Option<&str>) -> (i32, i32) {
     let running = pods
         .iter()
+        .filter(|p| {
+            config.is_none_or(|hash| {
+                p.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(HASH_ANNOTATION))
+                    .map(String::as_str)
+                    == Some(hash)
+            })
+        })
         .filter(|p| {
             let statuses = p
                 .status
@@ -267,10 +279,15 @@ mod tests {
     #[test]
     fn counts_running_agents_from_init_container_statuses() {
         assert_eq!(
-            pods_with_agent(&[pod(Some(true)), pod(Some(false)), pod(None)]),
+            pods_with_agent(&[pod(Some(true)), pod(Some(false)), pod(None)], None),
             (1, 3)
         );
-        assert_eq!(pods_with_agent(&[]), (0, 0));
+        assert_eq!(pods_with_agent(&[], None), (0, 0));
+        assert_eq!(
+            pods_with_agent(&[pod(Some(true))], Some("abc")),
+            (0, 1),
+            "a pod of another configuration is not protected"
+        );
     }
 
     #[test]

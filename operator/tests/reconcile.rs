@@ -219,7 +219,9 @@ fn bitnami_selector() -> &'static str {
     "app.kubernetes.io/instance=cassandra,app.kubernetes.io/name=cassandra"
 }
 
-fn agent_pod(name: &str, running: bool) -> Value {
+/// A pod of a target made from the template whose config hash is `body`'s.
+fn agent_pod(name: &str, running: bool, body: &Value) -> Value {
+    let hash = render::body_hash(body).expect("an apply body");
     let state = if running {
         json!({"running": {}})
     } else {
@@ -227,7 +229,7 @@ fn agent_pod(name: &str, running: bool) -> Value {
     };
     json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": NS, "annotations": {HASH_ANNOTATION: hash}},
         "status": {"initContainerStatuses": [{"name": "tablesnap", "image": "i", "imageID": "", "ready": running, "restartCount": 0, "state": state}]}
     })
 }
@@ -302,10 +304,19 @@ async fn create_injects_into_statefulset_and_datacenter_and_patches_status() {
         let event = api.event("Injected").await;
         assert_eq!(event["note"], "applied the tablesnap sidecar to StatefulSet cassandra");
         assert_eq!((&event["related"]["kind"], &event["related"]["name"]), (&json!("StatefulSet"), &json!("cassandra")));
-        api.pods(bitnami_selector(), vec![agent_pod("cassandra-0", false)]).await;
+        api.pods(bitnami_selector(), vec![agent_pod("cassandra-0", false, &bitnami_body(&samples::tablesnap()))]).await;
 
+        // First the dry run that shows what the server would make of the apply (the user's
+        // podTemplateSpec entries must survive it); the sample's lists merge.
         let seen = api.next(Method::PATCH, &format!("{DATACENTERS}/dc1")).await;
         seen.assert_apply();
+        assert_eq!(seen.query.get("dryRun").map(String::as_str), Some("All"));
+        let live: Value = serde_yaml::from_str(samples::CASS_OPERATOR_DATACENTER).unwrap();
+        let merged = render::merged(&live, &seen.body);
+        seen.ok(merged);
+        let seen = api.next(Method::PATCH, &format!("{DATACENTERS}/dc1")).await;
+        seen.assert_apply();
+        assert!(!seen.query.contains_key("dryRun"), "then the real apply");
         assert_eq!(seen.body["kind"], "CassandraDatacenter");
         let pts = &seen.body["spec"]["podTemplateSpec"];
         assert_eq!(pts["spec"]["containers"], json!([{"name": "cassandra"}]));
@@ -313,9 +324,9 @@ async fn create_injects_into_statefulset_and_datacenter_and_patches_status() {
         assert_eq!(pts["metadata"]["annotations"][OWNER_ANNOTATION], "nightly");
         assert!(seen.body["metadata"].get("ownerReferences").is_none(), "never an ownerReference onto Cassandra objects");
         let body = seen.body.clone();
-        seen.ok(body);
+        seen.ok(body.clone());
         api.event("Injected").await;
-        api.pods("cassandra.datastax.com/datacenter=dc1", vec![agent_pod("cluster1-dc1-default-sts-0", true), agent_pod("cluster1-dc1-default-sts-1", true)]).await;
+        api.pods("cassandra.datastax.com/datacenter=dc1", vec![agent_pod("cluster1-dc1-default-sts-0", true, &body), agent_pod("cluster1-dc1-default-sts-1", true, &body)]).await;
 
         let seen = api.next(Method::PATCH, &format!("{TABLESNAPS}/nightly/status")).await;
         seen.assert_apply();
@@ -350,14 +361,18 @@ async fn create_injects_into_statefulset_and_datacenter_and_patches_status() {
 /// Reconcile the TableSnap once against a server holding `statefulsets`, returning the status it wrote.
 async fn status_after_first_reconcile(ts: &TableSnap, statefulsets: Vec<Value>) -> Value {
     let own = serde_json::to_value(ts).unwrap();
+    let body = bitnami_body(ts);
     let written = Arc::new(std::sync::Mutex::new(Value::Null));
     let out = written.clone();
     scenario(ts.clone(), |mut api| async move {
         api.list(TABLESNAPS, "TableSnap", vec![own.clone()]).await;
         api.list(STATEFULSETS, "StatefulSet", statefulsets).await;
         api.not_found(DATACENTERS).await;
-        api.pods(bitnami_selector(), vec![agent_pod("cassandra-0", true)])
-            .await;
+        api.pods(
+            bitnami_selector(),
+            vec![agent_pod("cassandra-0", true, &body)],
+        )
+        .await;
         let seen = api
             .next(Method::PATCH, &format!("{TABLESNAPS}/nightly/status"))
             .await;
@@ -387,8 +402,11 @@ async fn second_reconcile_of_an_unchanged_world_writes_nothing() {
         api.list(TABLESNAPS, "TableSnap", vec![own]).await;
         api.list(STATEFULSETS, "StatefulSet", vec![patched]).await;
         api.not_found(DATACENTERS).await;
-        api.pods(bitnami_selector(), vec![agent_pod("cassandra-0", true)])
-            .await;
+        api.pods(
+            bitnami_selector(),
+            vec![agent_pod("cassandra-0", true, &bitnami_body(&ts))],
+        )
+        .await;
         api
     })
     .await;

@@ -23,6 +23,9 @@ struct Args {
     /// This replica's identity in the Lease.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Watch only this namespace instead of the whole cluster.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
@@ -52,6 +55,7 @@ async fn main() -> std::process::ExitCode {
         lease_name: args.lease_name,
         lease_namespace: args.lease_namespace,
         identity,
+        namespace: args.watch_namespace.filter(|n| !n.is_empty()),
     };
     match start(settings).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -64,6 +68,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn start(settings: Settings) -> anyhow::Result<()> {
+    tablesnap_operator::install_tls_provider();
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes API: set KUBECONFIG or run in a pod")?;

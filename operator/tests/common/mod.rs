@@ -1,0 +1,269 @@
+//! Shared by the tests against a real kube-apiserver (`e2e/scripts/k8s.sh start` prints the
+//! `TABLESNAP_KUBECONFIG` they read): a client, the CRDs installed, one namespace per test, and
+//! waiting for a condition with a deadline.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::{Value, json};
+
+/// The field manager the tests use for objects "another tool" owns.
+pub const TEST_MANAGER: &str = "tablesnap-tests";
+
+/// A client for the real API server named by `TABLESNAP_KUBECONFIG`. Without it the test says on
+/// its own line that it was skipped, and fails when `TABLESNAP_REQUIRE_REAL=1` (the test script
+/// sets it), so that a run that should have used the real server never passes silently.
+pub async fn client(test: &str) -> Option<Client> {
+    let Some(path) = std::env::var_os("TABLESNAP_KUBECONFIG") else {
+        if std::env::var("TABLESNAP_REQUIRE_REAL").as_deref() == Ok("1") {
+            panic!(
+                "{test}: TABLESNAP_REQUIRE_REAL=1 but TABLESNAP_KUBECONFIG is not set; start the control plane with `eval \"$(e2e/scripts/k8s.sh start DIR)\"`"
+            );
+        }
+        println!(
+            "SKIPPED {test}: no real API server (set TABLESNAP_KUBECONFIG, see e2e/scripts/k8s.sh)"
+        );
+        return None;
+    };
+    tablesnap_operator::install_tls_provider();
+    let kubeconfig = Kubeconfig::read_from(&path).expect("TABLESNAP_KUBECONFIG is a kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("a usable kubeconfig");
+    Some(Client::try_from(config).expect("a client"))
+}
+
+/// The repository root.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Poll `check` until it returns `Some`, up to `timeout`; panics naming `what` on the deadline.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Server-side apply a CRD (YAML text) and wait until it is Established.
+pub async fn install_crd(client: &Client, yaml: &str) -> String {
+    let crd: CustomResourceDefinition = serde_yaml::from_str(yaml).expect("a CRD");
+    let name = crd.metadata.name.clone().expect("a named CRD");
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut body = serde_json::to_value(&crd).unwrap();
+    body["apiVersion"] = json!("apiextensions.k8s.io/v1");
+    body["kind"] = json!("CustomResourceDefinition");
+    api.patch(
+        &name,
+        &PatchParams::apply(TEST_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("installing CRD {name}: {e}"));
+    wait_for(
+        &format!("CRD {name} Established"),
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let crd = api.get(&name).await.ok()?;
+                let established = crd
+                    .status?
+                    .conditions?
+                    .into_iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                established.then_some(())
+            }
+        },
+    )
+    .await;
+    name
+}
+
+/// The TableSnap CRD from `crds/`, installed.
+pub async fn install_tablesnap_crd(client: &Client) {
+    let yaml = std::fs::read_to_string(repo_root().join("crds/tablesnap.yaml")).unwrap();
+    install_crd(client, &yaml).await;
+}
+
+/// A fresh namespace for one test, named after it; deleted with [`drop_namespace`].
+pub async fn namespace(client: &Client, test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let suffix = format!("{:x}{:x}", std::process::id(), nanos);
+    let name: String = format!("{test}-{suffix}")
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(63)
+        .collect();
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+    name
+}
+
+/// Delete a test's namespace (the namespace controller empties it in the background).
+pub async fn drop_namespace(client: &Client, name: &str) {
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::background())
+        .await;
+}
+
+/// The error a refused request carries: code and message.
+pub fn api_error(e: kube::Error) -> (u16, String) {
+    match e {
+        kube::Error::Api(s) => (s.code, s.message),
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+/// JSON of an object without the fields the server changes on every write.
+pub fn stable(mut v: Value) -> Value {
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    v
+}
+
+/// Server URL and CA (base64) of the kubeconfig in `TABLESNAP_KUBECONFIG`.
+pub fn server_and_ca() -> (String, String) {
+    let path = std::env::var_os("TABLESNAP_KUBECONFIG").expect("TABLESNAP_KUBECONFIG");
+    let kc = Kubeconfig::read_from(path).unwrap();
+    let cluster = kc.clusters[0].cluster.clone().unwrap();
+    (
+        cluster.server.unwrap(),
+        cluster.certificate_authority_data.unwrap(),
+    )
+}
+
+/// Mint a token for a ServiceAccount (TokenRequest) and write a kubeconfig that uses only it.
+pub async fn token_kubeconfig(client: &Client, ns: &str, sa: &str, file: &std::path::Path) {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let request = json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"audiences": [], "expirationSeconds": 3600}
+    });
+    let minted: TokenRequest = api
+        .create_subresource("token", sa, &PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("TokenRequest for {ns}/{sa}: {e}"));
+    let token = minted.status.expect("a minted token").token;
+    let (server, ca) = server_and_ca();
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{server}\", certificate-authority-data: \"{ca}\"}}}}]\nusers: [{{name: {sa}, user: {{token: \"{token}\"}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: {sa}}}}}]\ncurrent-context: c\n"
+    );
+    std::fs::write(file, yaml).unwrap();
+}
+
+/// The operator binary as a child process; killed (SIGKILL) when dropped.
+pub struct Operator {
+    pub child: std::process::Child,
+    pub log: std::path::PathBuf,
+}
+
+impl Operator {
+    /// Start `tablesnap-operator` with this kubeconfig, watching one namespace, the lease there.
+    pub fn start(
+        kubeconfig: &std::path::Path,
+        ns: &str,
+        identity: &str,
+        log: std::path::PathBuf,
+    ) -> Operator {
+        let out = std::fs::File::create(&log).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tablesnap-operator"))
+            .env("KUBECONFIG", kubeconfig)
+            .env("WATCH_NAMESPACE", ns)
+            .env("POD_NAMESPACE", ns)
+            .env("POD_NAME", identity)
+            .env("HTTP_LISTEN", "127.0.0.1:0")
+            .env("LOG_FORMAT", "text")
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("the operator binary starts");
+        Operator { child, log }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM: the graceful path (finish reconciles, release the lease).
+    pub fn terminate(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request from the API server's audit log (`e2e/scripts/k8s.sh` logs ServiceAccounts').
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Audited {
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+    pub code: u16,
+}
+
+/// The requests `user` made, from `TABLESNAP_K8S_AUDIT_LOG`; `None` when there is no audit log
+/// (a cluster not started by k8s.sh).
+pub fn audited(user: &str) -> Option<Vec<Audited>> {
+    let path = std::env::var_os("TABLESNAP_K8S_AUDIT_LOG")?;
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["user"]["username"] == user)
+            .filter_map(|e| {
+                let o = e.get("objectRef")?;
+                let mut resource = o["resource"].as_str()?.to_owned();
+                if let Some(sub) = o["subresource"].as_str() {
+                    resource = format!("{resource}/{sub}");
+                }
+                Some(Audited {
+                    verb: e["verb"].as_str()?.to_owned(),
+                    group: o["apiGroup"].as_str().unwrap_or_default().to_owned(),
+                    resource,
+                    code: e["responseStatus"]["code"].as_u64().unwrap_or(0) as u16,
+                })
+            })
+            .collect(),
+    )
+}
