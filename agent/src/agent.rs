@@ -350,10 +350,8 @@ async fn on_event(ctx: &Arc<Ctx>, watcher: &mut Watcher, ev: WatchEvent) {
                 return;
             }
             if ctx.cassandra() {
-                if !is_dir {
-                    if let Some(work) = crate::cassandra::work_for(&path, false) {
-                        ctx.enqueue_work(work).await;
-                    }
+                if !is_dir && let Some(work) = crate::cassandra::work_for(&path, false) {
+                    ctx.enqueue_work(work).await;
                 }
                 return;
             }

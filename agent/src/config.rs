@@ -466,16 +466,15 @@ pub fn store_location(a: &StoreArgs) -> Result<StoreLocation> {
         }),
         _ => None,
     };
-    if let Some(r) = &a.aws_region {
-        if r.is_empty()
+    if let Some(r) = &a.aws_region
+        && (r.is_empty()
             || !r
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(bad(format!(
-                "--aws-region {r:?}: expected a region name such as eu-west-1"
-            )));
-        }
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        return Err(bad(format!(
+            "--aws-region {r:?}: expected a region name such as eu-west-1"
+        )));
     }
     Ok(StoreLocation::S3(S3Settings {
         bucket: a.bucket.clone(),

@@ -13,21 +13,21 @@ pub fn init(format: LogFormat, tag: &'static std::ffi::CStr) {
             "{level},aws_smithy_runtime=warn,aws_config=warn,hyper=warn"
         ))
     });
-    if env_set("TABLESNAP_SYSLOG") {
-        if let Some(syslog) = syslog_tracing::Syslog::new(
+    if env_set("TABLESNAP_SYSLOG")
+        && let Some(syslog) = syslog_tracing::Syslog::new(
             tag,
             syslog_tracing::Options::LOG_PID,
             syslog_tracing::Facility::Daemon,
-        ) {
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(syslog)
-                .with_ansi(false)
-                .without_time()
-                .with_target(false)
-                .init();
-            return;
-        }
+        )
+    {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(syslog)
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .init();
+        return;
     }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -86,13 +86,11 @@ impl Watcher {
                 Err(e) => return Err(Error::io(&d, e)),
             }
             added.push(d.clone());
-            if recursive {
-                if let Ok(rd) = std::fs::read_dir(&d) {
-                    for e in rd.flatten() {
-                        let p = e.path();
-                        if e.file_type().is_ok_and(|t| t.is_dir()) && !skip.contains(&p) {
-                            todo.push(p);
-                        }
+            if recursive && let Ok(rd) = std::fs::read_dir(&d) {
+                for e in rd.flatten() {
+                    let p = e.path();
+                    if e.file_type().is_ok_and(|t| t.is_dir()) && !skip.contains(&p) {
+                        todo.push(p);
                     }
                 }
             }

@@ -203,13 +203,13 @@ impl TryFrom<SlurpArgs> for SlurpConfig {
         if a.target.as_os_str().is_empty() {
             return Err(bad("target '': expected a directory path".into()));
         }
-        if let Ok(m) = std::fs::metadata(&a.target) {
-            if !m.is_dir() {
-                return Err(bad(format!(
-                    "target {:?}: exists and is not a directory",
-                    a.target.display().to_string()
-                )));
-            }
+        if let Ok(m) = std::fs::metadata(&a.target)
+            && !m.is_dir()
+        {
+            return Err(bad(format!(
+                "target {:?}: exists and is not a directory",
+                a.target.display().to_string()
+            )));
         }
         let ownership = if a.preserve {
             Ownership::Preserve

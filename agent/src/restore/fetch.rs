@@ -77,13 +77,13 @@ impl Fetcher {
             None if job.may_be_dir => return Ok(Outcome::Directory),
             None => return Err(Error::NotFound(format!("object {} is missing", job.key))),
         };
-        if !self.force {
-            if let Ok(m) = std::fs::metadata(&job.dest) {
-                if m.is_file() && m.len() == head.size {
-                    on_bytes(head.size);
-                    return Ok(Outcome::Kept);
-                }
-            }
+        if !self.force
+            && let Ok(m) = std::fs::metadata(&job.dest)
+            && m.is_file()
+            && m.len() == head.size
+        {
+            on_bytes(head.size);
+            return Ok(Outcome::Kept);
         }
         if self.dry_run {
             return Ok(Outcome::Planned(head.size));

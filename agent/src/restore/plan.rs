@@ -131,10 +131,10 @@ pub fn commitlog_segments(
         })
         .collect();
     segs.sort_by(|a, b| index_order(a, b));
-    if let Some(t) = as_of {
-        if let Some(first_after) = segs.iter().position(|o| o.modified.is_some_and(|m| m > t)) {
-            segs.truncate(first_after + 1);
-        }
+    if let Some(t) = as_of
+        && let Some(first_after) = segs.iter().position(|o| o.modified.is_some_and(|m| m > t))
+    {
+        segs.truncate(first_after + 1);
     }
     segs
 }

@@ -756,10 +756,10 @@ fn file_error<E>(e: SdkError<E, HttpResponse>, key: &str, src: &Source) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    if let Source::File { path, .. } = src {
-        if !path.exists() {
-            return Error::Vanished(path.clone());
-        }
+    if let Source::File { path, .. } = src
+        && !path.exists()
+    {
+        return Error::Vanished(path.clone());
     }
     classify(e, key)
 }
