@@ -429,12 +429,11 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
         {
             let attempt = async {
                 let live = datacenters.iter().find(|d| d.name_any() == target);
-                if let (TargetKind::CassandraDatacenter, Some(live)) = (kind, live) {
-                    if let Some(problem) =
+                if let (TargetKind::CassandraDatacenter, Some(live)) = (kind, live)
+                    && let Some(problem) =
                         datacenter_preflight(client, &namespace, live, body).await?
-                    {
-                        return Ok(Some(problem));
-                    }
+                {
+                    return Ok(Some(problem));
                 }
                 server_side_apply(client, kind, &namespace, target, body).await?;
                 Ok::<_, Error>(None)

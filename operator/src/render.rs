@@ -361,10 +361,10 @@ pub fn merged(live: &Value, body: &Value) -> Value {
     let mut out = merge(live, body);
     if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
         let entries = meta.entry("managedFields").or_insert_with(|| json!([]));
-        if let Some(list) = entries.as_array_mut() {
-            if !list.iter().any(|m| m["manager"] == FIELD_MANAGER) {
-                list.push(json!({"manager": FIELD_MANAGER, "operation": "Apply", "apiVersion": body["apiVersion"], "fieldsType": "FieldsV1", "fieldsV1": {}}));
-            }
+        if let Some(list) = entries.as_array_mut()
+            && !list.iter().any(|m| m["manager"] == FIELD_MANAGER)
+        {
+            list.push(json!({"manager": FIELD_MANAGER, "operation": "Apply", "apiVersion": body["apiVersion"], "fieldsType": "FieldsV1", "fieldsV1": {}}));
         }
     }
     out

@@ -93,10 +93,10 @@ async fn rolled_pod(client: &Client, ns: &str, agent: Value) -> Result<Pod, Stri
     pods.delete("cass-0", &Default::default()).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(p) = pods.get_opt("cass-0").await.unwrap() {
-            if p.annotations().get(HASH_ANNOTATION) == Some(&hash) {
-                return Ok(p);
-            }
+        if let Some(p) = pods.get_opt("cass-0").await.unwrap()
+            && p.annotations().get(HASH_ANNOTATION) == Some(&hash)
+        {
+            return Ok(p);
         }
         if std::time::Instant::now() > deadline {
             let events = Api::<Event>::namespaced(client.clone(), ns)
