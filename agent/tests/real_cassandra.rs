@@ -867,6 +867,62 @@ async fn bti_table_with_uuid_ids_round_trip() {
     checker.finish().await;
 }
 
+/// 5.0 with `storage_compatibility_mode: NONE` and the default BIG format (a node of its own,
+/// 127.0.0.9): `oa` SSTables, flushed, compacted, restored and read back.
+#[tokio::test(flavor = "multi_thread")]
+async fn oa_big_storage_mode_none_round_trip() {
+    let Some(shared) = node() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("oa");
+    let _c = OwnCluster::start(
+        &shared.script,
+        &dir,
+        &["--first-addr", "9", "--storage-compat", "NONE"],
+    );
+    let n = Node {
+        dir: dir.clone(),
+        data: dir.join("node1/data"),
+        host: "127.0.0.9".into(),
+        consistency: "ONE",
+        script: shared.script.clone(),
+        python: shared.python.clone(),
+        cql_script: shared.cql_script.clone(),
+    };
+    let ks = keyspace("oa");
+    create_keyspace(&n, &ks);
+    create_table(&n, &ks, "t", &[]);
+    let ksdir = n.data.join(&ks);
+    let table = n.table_dir(&ks, "t");
+    let b = Backend::garage().await;
+    let a = agent(&b, &work.path().join("staging"), &[&ksdir], &[]);
+    let store = b.store().await;
+    let checker = Checker::start(b.store().await);
+    let mut written = vec![];
+    for (from, to) in [(0, 200), (200, 500)] {
+        let r = rows(from, to);
+        insert(&n, &ks, "t", &r);
+        written.extend(r);
+        n.nodetool(&["flush", &ks, "t"]);
+    }
+    wait_settled(&table, 2);
+    let names: Vec<String> = components(&table).into_keys().collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("oa-") && n.contains("-big-")),
+        "storage mode NONE writes oa BIG SSTables: {names:?}"
+    );
+    wait_index_is_disk(&store, &table, &table).await;
+    n.nodetool(&["compact", &ks, "t"]);
+    wait_settled(&table, 1);
+    wait_index_is_disk(&store, &table, &table).await;
+    let restored = slurp(&b, &table, work.path());
+    let back = import_and_read(&n, &ks, "restored", &[], &restored);
+    assert_rows(&back, &written);
+    a.stop();
+    checker.finish().await;
+}
+
 /// Nodes a test starts for itself (under `dir`), stopped when dropped.
 struct OwnCluster {
     script: PathBuf,
