@@ -19,6 +19,7 @@ both_backends!(
     dry_run_deletes_nothing,
     objects_younger_than_grace_survive,
     requests_are_bounded_by_pages,
+    unreadable_kept_index_deletes_nothing,
 );
 
 const DAY: i64 = 86_400;
@@ -166,6 +167,37 @@ async fn quiet_table_keeps_its_live_files(b: Backend) {
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
+}
+
+/// A kept index that cannot be parsed (not JSON, or more than one top-level key, which the
+/// Python tool refuses too) means its files cannot be known: nothing at all is deleted, and the
+/// run says why and fails.
+async fn unreadable_kept_index_deletes_nothing(b: Backend) {
+    let s = b.store().await;
+    two_tables(&s).await;
+    let bad_bodies: [&[u8]; 2] = [
+        b"{not json",
+        br#"{"/data/ks/c-3": ["nb-9-big-Data.db"], "/other": []}"#,
+    ];
+    for (i, body) in bad_bodies.into_iter().enumerate() {
+        let key = format!("testhost:/data/ks/c-3/nb-{i}-big-Data.db-listdir.json");
+        put(&s, &key, body.to_vec(), &ObjectMeta::json()).await;
+        let before = keys(&s).await;
+        let o = Command::new(env!("CARGO_BIN_EXE_tablechop"))
+            .args(["-n", "testhost"])
+            .args(b.args())
+            .args(["--now", &in_days(30), "--grace", "0", "/data", "7"])
+            .output()
+            .expect("run tablechop");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "must fail: {err}");
+        assert!(
+            err.contains("nb-") && err.contains("listdir.json"),
+            "names the index: {err}"
+        );
+        assert_eq!(keys(&s).await, before, "nothing deleted: {err}");
+        s.delete_many(&[key]).await.unwrap();
+    }
 }
 
 async fn dry_run_deletes_nothing(b: Backend) {
