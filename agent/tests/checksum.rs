@@ -21,6 +21,43 @@ both_backends!(
     md5_on_start_compares_the_crc,
 );
 
+/// Issue 13: with the default `--checksum md5`, a multipart upload's parts each carry a CRC64NVME
+/// that the server checks (before, they carried no checksum and their bodies were unsigned), and
+/// the object keeps the Python tool's `md5sum`.
+#[tokio::test(flavor = "multi_thread")]
+async fn md5_mode_multipart_parts_carry_a_server_checked_crc() {
+    let b = Backend::garage().await;
+    let d = tempfile::tempdir().unwrap();
+    let body = data(11 * MIB + 5, 9);
+    let agent = Agent::start(
+        &b,
+        &[
+            "--max-upload-size",
+            "5",
+            "--multipart-chunk-size",
+            "5",
+            "--without-index",
+        ],
+        &[d.path()],
+    );
+    let p = write_rename(d.path(), "nb-3-big-Data.db", &body);
+    let key = format!("testhost:{}", p.display());
+    let store = b.store().await;
+    wait_object(&store, &key, body.len() as u64).await;
+    let log = agent.stop();
+    assert!(log.contains("Multipart(3)"), "three parts:\n{log}");
+    let h = store.head(&key).await.unwrap().unwrap();
+    assert_eq!(h.meta.md5sum(), Some(md5_hex(&body).as_str()));
+    assert_eq!(
+        s3_checksum(&b, &key).await,
+        (
+            Some(crc64_to_base64(crc64(&body))),
+            Some("FULL_OBJECT".to_string())
+        ),
+        "the server checked each part's CRC and the whole object's"
+    );
+}
+
 const T: Duration = Duration::from_secs(60);
 const MIB: usize = 1 << 20;
 

@@ -203,6 +203,7 @@ async fn fault_proxy_resets_stalls_and_slowdowns() {
         reset_pct: 15,
         stall_pct: 10,
         slowdown_pct: 20,
+        flip_pct: 0,
         stall: Duration::from_secs(8),
         rate: None,
         pass_budget: Some((256 << 10, 24 << 20)),
@@ -259,6 +260,74 @@ async fn fault_proxy_resets_stalls_and_slowdowns() {
         log.contains("request timeout"),
         "stalls must be detected by the request timeout"
     );
+}
+
+/// Fault 3b: one byte of a request body flipped in transit. Every single PUT and every multipart
+/// part carries a checksum the server checks (Content-MD5 or the SigV4 payload hash with md5,
+/// CRC64NVME with crc64nvme, a CRC64NVME per part in both), so each corrupt request is refused
+/// and sent again: every object ends equal to its file. One run per checksum mode.
+async fn corrupt_bytes_in_transit_are_refused(checksum: &str) {
+    let seed = seed("corrupt_bytes_in_transit_are_refused");
+    let b = Backend::garage().await;
+    let Backend::Garage { endpoint, bucket } = &b else {
+        unreachable!()
+    };
+    let plan_ = Plan {
+        flip_pct: 35,
+        ..Plan::clean(None)
+    };
+    let proxy = Proxy::start(endpoint.trim_start_matches("http://").into(), plan_, seed).await;
+    let via = Backend::Garage {
+        endpoint: proxy.endpoint(),
+        bucket: bucket.clone(),
+    };
+    let d = tempfile::tempdir().unwrap();
+    let mut args = FAST.to_vec();
+    args.extend(["--checksum", checksum]);
+    let agent = Agent::start(&via, &args, &[d.path()]);
+    // Small files (from memory), mid-size single PUTs streamed from disk, multipart files.
+    let files = plan(60, 10, seed);
+    let want = wanted(d.path(), &files);
+    writer(d.path().to_path_buf(), files, Duration::from_millis(10))
+        .join()
+        .unwrap();
+    let c = shared_client(endpoint);
+    wait_all(&c, bucket, &want, Duration::from_secs(180)).await;
+    let (verified, lost) = verify(&c, bucket, &want).await;
+    let open = wait_no_uploads(&c, bucket, Duration::from_secs(60)).await;
+    let flips = proxy.injected.flips.load(Ordering::Relaxed);
+    let log = agent.stop();
+    let refused = log
+        .lines()
+        .filter(|l| l.contains("upload failed") || l.contains("index not written yet"))
+        .count();
+    report(&Outcome {
+        fault: format!(
+            "one byte flipped in request bodies in transit (proxy), --checksum {checksum}"
+        ),
+        injected: flips,
+        expected: want.len(),
+        verified,
+        lost,
+        open_uploads: open,
+        note: format!("{refused} refused requests logged and sent again"),
+    });
+    assert!(flips >= 3, "the proxy flipped {flips} bytes");
+    assert!(
+        refused as u64 >= flips.min(1),
+        "the server refused the corrupt requests:\n{log}"
+    );
+    assert_eq!((verified, lost, open), (want.len(), 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_bytes_in_transit_are_refused_md5() {
+    corrupt_bytes_in_transit_are_refused("md5").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_bytes_in_transit_are_refused_crc64nvme() {
+    corrupt_bytes_in_transit_are_refused("crc64nvme").await;
 }
 
 /// Fault 4: the agent SIGKILLed at random moments and restarted with -B.

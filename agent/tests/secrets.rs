@@ -35,6 +35,7 @@ async fn secrets_never_appear_in_any_output() {
         reset_pct: 20,
         stall_pct: 10,
         slowdown_pct: 20,
+        flip_pct: 0,
         stall: Duration::from_secs(5),
         rate: None,
         pass_budget: Some((64 << 10, 4 << 20)),

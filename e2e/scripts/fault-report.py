@@ -17,6 +17,8 @@ EXPECTED = [
     "Garage server SIGKILLed and restarted during ingest",
     "3-node Garage (RF 3), one node SIGKILLed mid-run",
     "fault proxy: TCP resets mid-request, stalls beyond --request-timeout, 503 SlowDown",
+    "one byte flipped in request bodies in transit (proxy), --checksum md5",
+    "one byte flipped in request bodies in transit (proxy), --checksum crc64nvme",
     "agent SIGKILLed at random moments, restarted with -B",
     "inotify queue overflow (max_queued_events 16), a burst of small files",
     "files deleted (compaction) during their multipart upload, and an unreadable file",

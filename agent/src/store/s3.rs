@@ -157,7 +157,7 @@ impl S3Store {
                     .set_metadata(Some(user_meta(meta)))
                     .set_content_type(meta.content_type.clone());
                 match digest {
-                    Some(Digest::Md5(h)) => {
+                    Some(Digest::Md5(h, _)) => {
                         if let Ok(m) = hex::decode(h) {
                             req = req.content_md5(aws_smithy_types::base64::encode(m));
                         }
@@ -213,15 +213,11 @@ impl S3Store {
         digest: Option<&Digest>,
     ) -> Result<Written> {
         let part_size = self.opts.sizing.part_size_for(len);
-        // A full-object CRC64NVME: each part carries its own CRC, the completion the whole one.
-        let crc = match digest {
-            Some(Digest::Crc64Nvme { whole, parts })
-                if parts.len() as u64 == len.div_ceil(part_size).max(1) =>
-            {
-                Some((*whole, parts.as_slice()))
-            }
-            _ => None,
-        };
+        // A full-object CRC64NVME, in both checksum modes: each part carries its own CRC, which
+        // the server checks, and the completion the whole one.
+        let crc = digest
+            .and_then(Digest::part_crcs)
+            .filter(|(_, parts)| parts.len() as u64 == len.div_ceil(part_size).max(1));
         let mut create = self
             .client
             .create_multipart_upload()

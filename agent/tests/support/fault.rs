@@ -435,6 +435,9 @@ pub struct Plan {
     pub reset_pct: u64,
     pub stall_pct: u64,
     pub slowdown_pct: u64,
+    /// Percent of request bodies that get one byte flipped in transit (every connection is then
+    /// a flipping one; the other faults are off).
+    pub flip_pct: u64,
     /// How long a stalled connection is held silent (longer than the agent's request timeout).
     pub stall: Duration,
     /// Bytes per second from client to server, if throttled.
@@ -450,6 +453,7 @@ impl Plan {
             reset_pct: 0,
             stall_pct: 0,
             slowdown_pct: 0,
+            flip_pct: 0,
             stall: Duration::ZERO,
             rate,
             pass_budget: None,
@@ -463,6 +467,7 @@ enum Kind {
     Reset,
     Stall,
     SlowDown,
+    Flip,
 }
 
 /// Counts of the faults the proxy injected.
@@ -473,6 +478,8 @@ pub struct Injected {
     pub stalls: AtomicU64,
     pub slowdowns: AtomicU64,
     pub budget_cuts: AtomicU64,
+    /// Request bodies that had a byte flipped.
+    pub flips: AtomicU64,
 }
 
 /// A TCP proxy on a loopback port in front of `target` that injects faults by `plan`.
@@ -501,6 +508,7 @@ impl Proxy {
                     let roll = r.range(0, 100);
                     // The first connections get one fault of each kind planned, whatever the dice say.
                     let kind = match n {
+                        _ if plan.flip_pct > 0 => Kind::Flip,
                         0 if plan.stall_pct > 0 => Kind::Stall,
                         1 if plan.slowdown_pct > 0 => Kind::SlowDown,
                         2 if plan.reset_pct > 0 => Kind::Reset,
@@ -543,6 +551,9 @@ impl Proxy {
                         }
                         Kind::Pass => {
                             pipe(inbound, &target, plan.rate, budget, Some(&inj.budget_cuts)).await
+                        }
+                        Kind::Flip => {
+                            flip_bytes(inbound, &target, plan.flip_pct, seed ^ n, &inj.flips).await
                         }
                     }
                 });
@@ -621,6 +632,72 @@ async fn pipe(
         // A reset, not a clean close: both sides see the connection torn mid-request.
         reset(&ci.reunite(co).unwrap());
         reset(&si.reunite(so).unwrap());
+    }
+}
+
+/// Copies both ways, and flips one byte in the middle of each request body (a `Content-Length`
+/// above 0) with probability `pct`, as a bad NIC or a broken middlebox would; counts each flip.
+/// Requests on one connection follow each other (keep-alive): each is parsed in turn.
+async fn flip_bytes(inbound: TcpStream, target: &str, pct: u64, seed: u64, flips: &AtomicU64) {
+    let Ok(outbound) = TcpStream::connect(target).await else {
+        reset(&inbound);
+        return;
+    };
+    let (mut ci, mut co) = inbound.into_split();
+    let (mut si, mut so) = outbound.into_split();
+    let down = async {
+        let _ = tokio::io::copy(&mut si, &mut co).await;
+    };
+    let up = async {
+        let mut rng = Rng::new(seed);
+        let mut head = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut body_left = 0usize;
+        let mut flip_at: Option<usize> = None;
+        loop {
+            let n = match ci.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let mut i = 0;
+            while i < n {
+                if body_left > 0 {
+                    let take = body_left.min(n - i);
+                    if let Some(f) = flip_at {
+                        if f < take {
+                            buf[i + f] ^= 0x01;
+                            flips.fetch_add(1, Ordering::Relaxed);
+                            flip_at = None;
+                        } else {
+                            flip_at = Some(f - take);
+                        }
+                    }
+                    body_left -= take;
+                    i += take;
+                } else {
+                    head.push(buf[i]);
+                    i += 1;
+                    if head.ends_with(b"\r\n\r\n") {
+                        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                        body_left = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        flip_at =
+                            (body_left > 0 && rng.range(0, 100) < pct).then_some(body_left / 2);
+                        head.clear();
+                    }
+                }
+            }
+            if so.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = up => {},
+        _ = down => {},
     }
 }
 
