@@ -111,6 +111,19 @@ impl Ctx {
         self.outstanding.lock().expect("poisoned").len()
     }
 
+    /// The paths of the work not yet done, sorted.
+    pub fn outstanding_paths(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = self
+            .outstanding
+            .lock()
+            .expect("poisoned")
+            .keys()
+            .map(|w| w.path().to_path_buf())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// When the oldest file not yet shipped was first seen.
     pub fn oldest_outstanding(&self) -> Option<i64> {
         self.outstanding
@@ -265,11 +278,15 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
     };
     tokio::select! {
         _ = drained => {
-            tracing::info!(requests = %ctx.store.requests(), "all uploads finished");
+            // Work waiting for a retry is not in the queue: it did not land either.
+            if ctx.outstanding_len() == 0 {
+                tracing::info!(requests = %ctx.store.requests(), "all uploads finished");
+            } else {
+                log_unshipped(&ctx, "uploads stopped with files still failing");
+            }
         }
         _ = tokio::time::sleep(timeout) => {
-            let left = ctx.outstanding_len();
-            tracing::warn!(left, "grace period over; files not shipped are shipped at the next start with -B");
+            log_unshipped(&ctx, "grace period over");
         }
         _ = signals.recv() => {
             tracing::warn!("second signal: exiting now");
@@ -279,6 +296,23 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
     index_task.abort();
     Ok(())
 }
+
+/// Names every file (or SSTable directory) not shipped at exit, at most [`UNSHIPPED_NAMED`] of
+/// them, then the count: a person can see what the next start with `-B` will ship.
+fn log_unshipped(ctx: &Ctx, why: &str) {
+    let left = ctx.outstanding_paths();
+    for p in left.iter().take(UNSHIPPED_NAMED) {
+        tracing::warn!(path = %p.display(), "not shipped before exit");
+    }
+    tracing::warn!(
+        left = left.len(),
+        named = left.len().min(UNSHIPPED_NAMED),
+        "{why}; files not shipped are shipped at the next start with -B"
+    );
+}
+
+/// How many unshipped files the shutdown names one by one.
+const UNSHIPPED_NAMED: usize = 1000;
 
 /// Checks the bucket once at start. Wrong names and refused credentials are errors; a store that
 /// does not answer is waited for. Returns `false` when a signal came while waiting.

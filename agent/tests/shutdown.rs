@@ -1,0 +1,106 @@
+//! Staged shutdown with work still queued: every queued file lands before the agent exits (within
+//! `--shutdown-timeout`), and what cannot land in time is logged by name.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use support::fault::*;
+use support::*;
+
+const T: Duration = Duration::from_secs(60);
+
+/// SIGTERM right after a burst, with one upload at a time: the queue is drained before exit, and
+/// an independent client finds every file in the bucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_ships_every_queued_file_before_exit() {
+    let b = Backend::garage().await;
+    let Backend::Garage { endpoint, bucket } = &b else {
+        unreachable!()
+    };
+    let d = tempfile::tempdir().unwrap();
+    let mut agent = Agent::start(
+        &b,
+        &["-t", "1", "--without-index", "--shutdown-timeout", "120"],
+        &[d.path()],
+    );
+    let mut want = BTreeMap::new();
+    for i in 0..200 {
+        let body = data(50_000 + i, i as u64);
+        let p = write_rename(d.path(), &format!("q-{i:04}.db"), &body);
+        want.insert(format!("testhost:{}", p.display()), body);
+    }
+    // Every file has been seen (queued) but not all shipped when the signal comes.
+    let last = format!("{}/q-0199.db", d.path().display());
+    agent.wait_for(T, |l| {
+        l.iter().any(|v| {
+            v["message"] == "uploaded" && v["key"].as_str().is_some_and(|k| k.contains("q-0000"))
+        })
+    });
+    let shipped_before = agent.messages("uploaded").len();
+    agent.term();
+    let status = agent.wait_exit(Duration::from_secs(150));
+    let log = agent.log();
+    assert!(status.success(), "exit {status:?}:\n{log}");
+    assert!(
+        shipped_before < want.len(),
+        "the signal came with work queued ({shipped_before} of {} shipped)",
+        want.len()
+    );
+    assert!(log.contains("all uploads finished"), "{log}");
+    let c = shared_client(endpoint);
+    let (verified, lost) = verify(&c, bucket, &want).await;
+    assert_eq!((verified, lost), (want.len(), 0), "last queued: {last}");
+}
+
+/// A grace period too short for a throttled upload: the agent exits in time and names the file
+/// it could not ship.
+#[tokio::test(flavor = "multi_thread")]
+async fn files_not_shipped_in_the_grace_period_are_named() {
+    let b = Backend::garage().await;
+    let Backend::Garage { endpoint, bucket } = &b else {
+        unreachable!()
+    };
+    // 256 KiB/s: a 16 MiB file takes about a minute.
+    let proxy = Proxy::start(
+        endpoint.trim_start_matches("http://").into(),
+        Plan::clean(Some(256 << 10)),
+        1,
+    )
+    .await;
+    let via = Backend::Garage {
+        endpoint: proxy.endpoint(),
+        bucket: bucket.clone(),
+    };
+    let d = tempfile::tempdir().unwrap();
+    let mut agent = Agent::start(
+        &via,
+        &["--without-index", "--shutdown-timeout", "2"],
+        &[d.path()],
+    );
+    let p = write_rename(d.path(), "slow-Data.db", &data(16 << 20, 5));
+    let path = p.display().to_string();
+    agent.wait_for(T, |l| {
+        l.iter()
+            .any(|v| v["message"] == "uploading" && v["key"] == format!("testhost:{path}"))
+    });
+    agent.term();
+    let status = agent.wait_exit(T);
+    assert!(status.success(), "exit {status:?}:\n{}", agent.log());
+    let named = agent
+        .messages("not shipped before exit")
+        .iter()
+        .any(|v| v["path"] == path.as_str());
+    assert!(named, "the unshipped file is named:\n{}", agent.log());
+    let c = shared_client(endpoint);
+    assert!(
+        c.head_object()
+            .bucket(bucket)
+            .key(format!("testhost:{path}"))
+            .send()
+            .await
+            .is_err(),
+        "nothing partial under the key"
+    );
+}
