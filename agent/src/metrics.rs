@@ -98,9 +98,13 @@ impl Stats {
 
     /// Whether both loops turned within `max_age` seconds.
     pub fn healthy(&self, max_age: i64) -> bool {
-        let n = now();
-        n - self.event_loop_beat.load(Ordering::Relaxed) <= max_age
-            && n - self.uploader_beat.load(Ordering::Relaxed) <= max_age
+        self.healthy_at(now(), max_age)
+    }
+
+    /// [`Stats::healthy`] as of unix time `now`.
+    pub fn healthy_at(&self, now: i64, max_age: i64) -> bool {
+        now - self.event_loop_beat.load(Ordering::Relaxed) <= max_age
+            && now - self.uploader_beat.load(Ordering::Relaxed) <= max_age
     }
 
     /// Registers every metric under the `tablesnap` prefix.
@@ -156,5 +160,27 @@ impl Stats {
             "Storage requests made, by kind",
             self.requests.clone(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// /healthz turns unhealthy when either loop stops turning for longer than the limit.
+    #[test]
+    fn unhealthy_when_a_loop_stalls() {
+        let s = Stats::default();
+        s.beat_event_loop();
+        s.beat_uploader();
+        let t = now();
+        assert!(s.healthy_at(t, 60));
+        assert!(s.healthy_at(t + 60, 60), "at the limit: still healthy");
+        assert!(!s.healthy_at(t + 61, 60), "both stalled");
+        s.event_loop_beat.store(t + 61, Ordering::Relaxed);
+        assert!(!s.healthy_at(t + 61, 60), "the uploader stalled alone");
+        s.event_loop_beat.store(t - 100, Ordering::Relaxed);
+        s.uploader_beat.store(t + 61, Ordering::Relaxed);
+        assert!(!s.healthy_at(t + 61, 60), "the event loop stalled alone");
     }
 }

@@ -1,5 +1,6 @@
 //! Staged shutdown with work still queued: every queued file lands before the agent exits (within
-//! `--shutdown-timeout`), and what cannot land in time is logged by name.
+//! `--shutdown-timeout`), what cannot land in time is logged by name; and the recovery-point
+//! metric while a file waits.
 
 mod support;
 
@@ -103,4 +104,58 @@ async fn files_not_shipped_in_the_grace_period_are_named() {
             .is_err(),
         "nothing partial under the key"
     );
+}
+
+/// The recovery-point metric (`tablesnap_oldest_unshipped_seconds`) grows while a file waits:
+/// a 16 MiB file through a 256 KiB/s link takes about a minute.
+#[tokio::test(flavor = "multi_thread")]
+async fn recovery_point_grows_while_a_file_waits() {
+    let b = Backend::garage().await;
+    let Backend::Garage { endpoint, bucket } = &b else {
+        unreachable!()
+    };
+    let proxy = Proxy::start(
+        endpoint.trim_start_matches("http://").into(),
+        Plan::clean(Some(256 << 10)),
+        2,
+    )
+    .await;
+    let via = Backend::Garage {
+        endpoint: proxy.endpoint(),
+        bucket: bucket.clone(),
+    };
+    let d = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let agent = Agent::start(
+        &via,
+        &["--without-index", "--http-listen", &addr],
+        &[d.path()],
+    );
+    let age = || async {
+        metric(
+            &http_get(&addr, "/metrics").await,
+            "tablesnap_oldest_unshipped_seconds",
+        )
+    };
+    assert_eq!(age().await, Some(0.0), "nothing waits yet");
+    write_rename(d.path(), "slow-Data.db", &data(16 << 20, 6));
+    let start = std::time::Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let a = age().await.expect("metric present");
+        seen.push(a);
+        if a >= 3.0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < T,
+            "the recovery point did not grow: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "it only grows while the file waits: {seen:?}"
+    );
+    drop(agent);
 }
