@@ -416,11 +416,42 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
         })
     };
 
+    // One StatefulSet rollout at a time: a change rolls every pod of its target, and per-rack
+    // StatefulSets rolled together would take one node of every rack down at once. (A
+    // CassandraDatacenter is rolled by cass-operator, rack by rack, and is not held back.)
+    let mut rolling: Option<String> = plan.targets.iter().find_map(|p| {
+        let up_to_date = matches!(
+            p.outcome,
+            Outcome::Apply {
+                up_to_date: true,
+                ..
+            }
+        );
+        let sts = statefulsets.iter().find(|s| s.name_any() == p.name);
+        (p.kind == TargetKind::StatefulSet && up_to_date && sts.is_some_and(status::rolling_out))
+            .then(|| format!("{} {}", p.kind.as_str(), p.name))
+    });
     let mut targets = Vec::new();
     for planned in &plan.targets {
         let (kind, target) = (planned.kind, planned.name.as_str());
         let mut outcome = planned.outcome.clone();
         let mut applied_now = false;
+        if let (
+            TargetKind::StatefulSet,
+            Outcome::Apply {
+                up_to_date: false, ..
+            },
+            Some(other),
+        ) = (kind, &outcome, &rolling)
+        {
+            outcome = Outcome::Skip(Problem {
+                reason: "WaitingForRollout",
+                message: format!(
+                    "{} {target} gets the change once {other} has finished rolling out (one target at a time)",
+                    kind.as_str()
+                ),
+            });
+        }
         if let Outcome::Apply {
             body,
             up_to_date: false,
@@ -441,7 +472,12 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
             };
             match attempt.await {
                 Ok(Some(problem)) => outcome = Outcome::Skip(problem),
-                Ok(None) => applied_now = true,
+                Ok(None) => {
+                    applied_now = true;
+                    if kind == TargetKind::StatefulSet {
+                        rolling = Some(format!("{} {target}", kind.as_str()));
+                    }
+                }
                 // Refused (admission policy, quota, validation): this target reports it, the
                 // others go on.
                 Err(Error::Kube(kube::Error::Api(status))) => {
@@ -504,7 +540,9 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
             Outcome::Skip(problem) => {
                 ctx.metrics.skipped.inc();
                 let before = was(kind, target).and_then(|t| t.reason.as_deref());
-                if before != Some(problem.reason) {
+                if problem.reason == "WaitingForRollout" {
+                    tracing::info!(tablesnap = %name, kind = kind.as_str(), target, message = %problem.message, "waiting for a rollout");
+                } else if before != Some(problem.reason) {
                     tracing::warn!(tablesnap = %name, kind = kind.as_str(), target, reason = problem.reason, message = %problem.message, "skipped a target");
                     let reason = match problem.reason {
                         "Conflict" | "ApplyFailed" => problem.reason,
