@@ -285,7 +285,12 @@ pub async fn datacenter_preflight(
     let before = live.data.pointer("/spec/podTemplateSpec/spec");
     let after = merged.data.pointer("/spec/podTemplateSpec/spec");
     let mut lost = Vec::new();
-    for list in ["containers", "initContainers", "volumes"] {
+    for list in [
+        "containers",
+        "initContainers",
+        "volumes",
+        "imagePullSecrets",
+    ] {
         let kept = entry_names(after, list);
         for entry in entry_names(before, list) {
             if !kept.contains(&entry) {

@@ -1,7 +1,7 @@
 //! The `TableSnap` custom resource: what to back up (the agent's flags), which Cassandra objects get
 //! the sidecar, and the status the operator reports. Validation runs at the API server as CEL rules.
 
-use k8s_openapi::api::core::v1::{ResourceRequirements, SecurityContext};
+use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements, SecurityContext};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -303,6 +303,10 @@ pub struct AgentSpec {
     /// Pull policy of the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<String>,
+    /// Pull secrets for the agent's image, added to the pod template beside the pods' own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
     /// Resources; default requests = limits = 100m CPU / 256Mi, so a Guaranteed pod stays Guaranteed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecurityContext, VolumeMount,
+    LocalObjectReference, ObjectFieldSelector, Probe, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecurityContext, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -291,8 +291,16 @@ pub fn scratch_volume() -> Value {
 
 /// A short stable hash of the rendered sidecar and volume: changes exactly when the pods must roll.
 pub fn config_hash(container: &Container) -> String {
-    let bytes = serde_json::to_vec(&json!({"container": container, "volume": scratch_volume()}))
-        .expect("a container serializes");
+    config_hash_with(container, &[])
+}
+
+/// [`config_hash`] with the pull secrets the template gets (none: the same hash as before).
+pub fn config_hash_with(container: &Container, pull_secrets: &[LocalObjectReference]) -> String {
+    let mut doc = json!({"container": container, "volume": scratch_volume()});
+    if !pull_secrets.is_empty() {
+        doc["imagePullSecrets"] = json!(pull_secrets);
+    }
+    let bytes = serde_json::to_vec(&doc).expect("a container serializes");
     hex::encode(&Sha256::digest(&bytes)[..8])
 }
 
@@ -315,9 +323,13 @@ pub fn apply_body(
     data: &DataVolume,
 ) -> Value {
     let sidecar = sidecar(ts, data);
-    let hash = config_hash(&sidecar);
+    let pull_secrets = &ts.spec.agent.image_pull_secrets;
+    let hash = config_hash_with(&sidecar, pull_secrets);
     let metadata = json!({"annotations": {HASH_ANNOTATION: hash, OWNER_ANNOTATION: ts.name_any()}});
     let mut pod_spec = json!({"initContainers": [sidecar], "volumes": [scratch_volume()]});
+    if !pull_secrets.is_empty() {
+        pod_spec["imagePullSecrets"] = json!(pull_secrets);
+    }
     let spec = match kind {
         TargetKind::StatefulSet => json!({"template": {"metadata": metadata, "spec": pod_spec}}),
         TargetKind::CassandraDatacenter => {
