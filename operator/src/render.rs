@@ -71,7 +71,13 @@ pub fn agent_args(ts: &TableSnap, data: &DataVolume) -> Vec<String> {
             push_value(&mut args, flag, v);
         }
     };
-    opt("--prefix", &spec.prefix);
+    // Pod names are unique in a namespace, not in a bucket: the namespace is the default prefix.
+    let prefix = match &spec.prefix {
+        Some(p) if p.is_empty() => None,
+        Some(p) => Some(p.clone()),
+        None => ts.namespace(),
+    };
+    opt("--prefix", &prefix);
     opt("--endpoint-url", &spec.endpoint);
     opt("--aws-region", &spec.region);
     opt("--keyname-separator", &spec.keyname_separator);
@@ -449,6 +455,25 @@ mod tests {
                 "/bitnami/cassandra",
             ]
         );
+    }
+
+    /// Review 14: with no prefix, two clusters whose pods are both `cassandra-0` (in different
+    /// namespaces) wrote the same keys into a shared bucket.
+    #[test]
+    fn the_default_prefix_is_the_namespace() {
+        let prefix_of = |prefix: Option<&str>| {
+            let mut ts = samples::tablesnap();
+            ts.spec.prefix = prefix.map(Into::into);
+            let args = agent_args(&ts, &data());
+            args.iter()
+                .position(|a| a == "--prefix")
+                .map(|i| args[i + 1].clone())
+        };
+        let ns = samples::tablesnap().namespace();
+        assert!(ns.is_some());
+        assert_eq!(prefix_of(None), ns);
+        assert_eq!(prefix_of(Some("")), None, "an empty prefix is no prefix");
+        assert_eq!(prefix_of(Some("prod")).as_deref(), Some("prod"));
     }
 
     #[test]
