@@ -46,7 +46,7 @@ pub struct TableSnapSpec {
     /// S3 bucket name, or `file:///dir` for a directory on a mounted volume.
     #[x_kube(validation = Rule::new("self.matches('^file:///.*[^/].*$') || self.matches('^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$')").message("bucket must be an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens) or file:///absolute/dir"))]
     pub bucket: String,
-    /// Key prefix inside the bucket (`--prefix`). Default: the TableSnap's namespace, so that two
+    /// Key prefix inside the bucket (`--prefix`). Default: the TableSnap's namespace and `/`, so that two
     /// clusters whose pods have the same names (`cassandra-0`) in different namespaces keep
     /// their keys apart in a shared bucket; `""` for no prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -75,7 +75,7 @@ pub fn agent_args(ts: &TableSnap, data: &DataVolume) -> Vec<String> {
     let prefix = match &spec.prefix {
         Some(p) if p.is_empty() => None,
         Some(p) => Some(p.clone()),
-        None => ts.namespace(),
+        None => ts.namespace().map(|ns| format!("{ns}/")),
     };
     opt("--prefix", &prefix);
     opt("--endpoint-url", &spec.endpoint);
@@ -469,9 +469,9 @@ mod tests {
                 .position(|a| a == "--prefix")
                 .map(|i| args[i + 1].clone())
         };
-        let ns = samples::tablesnap().namespace();
-        assert!(ns.is_some());
-        assert_eq!(prefix_of(None), ns);
+        let ns = samples::tablesnap().namespace().unwrap();
+        // Keys are {prefix}{name}{separator}{path}: the slash keeps the namespace apart.
+        assert_eq!(prefix_of(None), Some(format!("{ns}/")));
         assert_eq!(prefix_of(Some("")), None, "an empty prefix is no prefix");
         assert_eq!(prefix_of(Some("prod")).as_deref(), Some("prod"));
     }
