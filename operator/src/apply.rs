@@ -599,7 +599,21 @@ pub async fn remove_from(
 ) -> Result<()> {
     let body = render::removal_body(kind, target, namespace);
     let after = match server_side_apply(&ctx.client, kind, namespace, target, &body).await {
-        Err(Error::Kube(kube::Error::Api(status))) if status.code == 404 => return Ok(()),
+        // An apply to an object deleted meanwhile is a create: 403 without the create
+        // permission, 422 for the partial object, never 404. Gone is removed.
+        Err(Error::Kube(kube::Error::Api(status))) => {
+            let named = ListParams::default().fields(&format!("metadata.name={target}"));
+            let exists = !target_api(&ctx.client, kind, namespace)
+                .list_metadata(&named)
+                .await?
+                .items
+                .is_empty();
+            if exists {
+                return Err(Error::Kube(kube::Error::Api(status)));
+            }
+            tracing::info!(tablesnap = %ts.name_any(), kind = kind.as_str(), target, "the target is gone; nothing to remove");
+            return Ok(());
+        }
         other => other?,
     };
     let leftovers = leftover_removal(kind, &serde_json::to_value(&after)?);

@@ -410,3 +410,31 @@ async fn image_pull_secrets_are_added_beside_the_users_and_removed_again() {
     assert_eq!(snapshot(&restored), before, "restored exactly");
     common::drop_namespace(&client, &ns).await;
 }
+
+/// Review 15: removing from a target that was deleted meanwhile. An apply to a missing object
+/// is a create: the API server answers 422 (a StatefulSet without a spec) or, with the chart's
+/// RBAC (no create), 403, never 404, so the removal failed and the finalizer was stuck.
+#[tokio::test]
+async fn removing_from_a_target_that_is_gone_succeeds() {
+    let Some(client) = common::client("removing_from_a_target_that_is_gone_succeeds").await else {
+        return;
+    };
+    common::install_tablesnap_crd(&client).await;
+    let ns = common::namespace(&client, "apply-gone").await;
+    let ts = tablesnap(&ns);
+    let result = tablesnap_operator::apply::remove_from(
+        &context(&client),
+        &ts,
+        tablesnap_operator::crd::TargetKind::StatefulSet,
+        &ns,
+        "deleted-meanwhile",
+    )
+    .await;
+    let created = Api::<StatefulSet>::namespaced(client.clone(), &ns)
+        .get_opt("deleted-meanwhile")
+        .await
+        .unwrap();
+    common::drop_namespace(&client, &ns).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(created.is_none(), "the removal created the object");
+}
