@@ -196,15 +196,12 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
     let skip: Vec<PathBuf> = staging.iter().map(|(_, s)| s.clone()).collect();
     let mut watched = Vec::new();
     for root in &cfg.paths {
-        watched.push((root, watcher.add_tree(root, cfg.recursive, &skip)?.len()));
+        watched.push((
+            root.clone(),
+            watcher.add_tree(root, cfg.recursive, &skip)?.len(),
+        ));
     }
-    if !wait_for_store(&store, cfg.wait_for_bucket, &mut signals).await? {
-        return Ok(());
-    }
-    for (root, n) in watched {
-        tracing::info!(path = %root.display(), directories = n, "watching");
-    }
-
+    let wait_for_bucket = cfg.wait_for_bucket;
     let (queue, queue_rx) = Queue::new(queue::CAPACITY);
     let (index_tx, index_rx) = mpsc::channel(1024);
     let ctx = Arc::new(Ctx {
@@ -224,8 +221,17 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
     });
     ctx.stats.beat_event_loop();
     ctx.stats.beat_uploader();
+    // /healthz before the bucket check: a sidecar that waits out a wrong bucket, refused
+    // credentials or an unreachable endpoint is alive and says so, instead of being restarted by
+    // its liveness probe into a crash loop that takes the Cassandra pod NotReady.
     if let Some(addr) = ctx.cfg.http_listen {
         crate::http::serve(addr, ctx.clone()).await?;
+    }
+    if !wait_for_store(&ctx.store, wait_for_bucket, &mut signals, &ctx.stats).await? {
+        return Ok(());
+    }
+    for (root, n) in watched {
+        tracing::info!(path = %root.display(), directories = n, "watching");
     }
     let index_task = tokio::spawn(crate::index::run(ctx.clone(), index_rx, index_tx.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -314,15 +320,41 @@ fn log_unshipped(ctx: &Ctx, why: &str) {
 /// How many unshipped files the shutdown names one by one.
 const UNSHIPPED_NAMED: usize = 1000;
 
+/// Sleeps `delay` (false when a signal came first). Waiting for the store is the loops' work for
+/// now: both heartbeats stay fresh, in steps shorter than the health endpoint's limit.
+async fn pause(
+    delay: Duration,
+    signals: &mut mpsc::Receiver<()>,
+    stats: &crate::metrics::Stats,
+) -> bool {
+    let until = tokio::time::Instant::now() + delay;
+    let step = Duration::from_secs(u64::try_from(crate::http::MAX_BEAT_AGE / 2).unwrap_or(30));
+    loop {
+        stats.beat_event_loop();
+        stats.beat_uploader();
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            return true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep((until - now).min(step)) => {}
+            _ = signals.recv() => return false,
+        }
+    }
+}
+
 /// Checks the bucket once at start. Wrong names and refused credentials are errors; a store that
 /// does not answer is waited for. Returns `false` when a signal came while waiting.
 async fn wait_for_store(
     store: &Store,
     wait_for_bucket: bool,
     signals: &mut mpsc::Receiver<()>,
+    stats: &crate::metrics::Stats,
 ) -> Result<bool> {
     let mut attempt = 0;
     loop {
+        stats.beat_event_loop();
+        stats.beat_uploader();
         match store.check().await {
             Ok(()) => return Ok(true),
             Err(e @ Error::InvalidConfig(_)) if !wait_for_bucket => return Err(e),
@@ -333,18 +365,16 @@ async fn wait_for_store(
                 let delay = crate::retry::delay(attempt, crate::retry::PERMANENT_CAP);
                 tracing::error!(error = %e, reason = e.reason(), retry_in = ?delay, "the bucket refuses us; nothing ships until this is fixed");
                 attempt += 1;
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = signals.recv() => return Ok(false),
+                if !pause(delay, signals, stats).await {
+                    return Ok(false);
                 }
             }
             Err(e) => {
                 let delay = crate::retry::delay(attempt, Duration::from_secs(30));
                 tracing::warn!(error = %e, retry_in = ?delay, "storage does not answer; waiting for it");
                 attempt += 1;
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = signals.recv() => return Ok(false),
+                if !pause(delay, signals, stats).await {
+                    return Ok(false);
                 }
             }
         }

@@ -401,6 +401,12 @@ async fn wait_for_bucket_keeps_running_and_ships_once_the_bucket_exists() {
         .expect("TABLESNAP_TEST_S3_ENDPOINT (run e2e/test.sh)");
     let bucket = format!("late-{:012x}", rand::random::<u64>() >> 16);
     let d = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
     let mut cmd = Command::new(support::bin());
     cmd.args([
         "--log-format",
@@ -408,6 +414,8 @@ async fn wait_for_bucket_keeps_running_and_ships_once_the_bucket_exists() {
         "-n",
         "testhost",
         "--wait-for-bucket",
+        "--http-listen",
+        &addr,
         "--endpoint-url",
         &endpoint,
         &bucket,
@@ -427,6 +435,22 @@ async fn wait_for_bucket_keeps_running_and_ships_once_the_bucket_exists() {
         "it must not exit: {}",
         agent.log()
     );
+    // Alive while it waits: a liveness probe must not restart it into a crash loop (the
+    // operator's sidecar probes /healthz; before, it was served only after the bucket check).
+    let health = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr)
+            .unwrap_or_else(|e| panic!("/healthz is not served while waiting for the bucket: {e}"));
+        write!(
+            s,
+            "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     let f = d.path().join("a-Data.db");
     std::fs::write(&f, b"late bucket").unwrap();
     support::s3_client(&endpoint)

@@ -99,6 +99,8 @@ KC
 fi
 
 step "a small StatefulSet with a data claim"
+# A namespace left by an earlier run may still be terminating: wait until it is gone.
+kubectl delete namespace "$ns" --ignore-not-found --wait=true --timeout="${timeout_s}s" >/dev/null
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f -
 if [ -z "$(kubectl get nodes -o name 2>/dev/null)" ]; then
   python3 "$here/e2e/scripts/fake-kubelet.py" "$ns" > "$work/fake-kubelet.log" 2>&1 &

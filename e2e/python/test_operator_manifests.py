@@ -164,14 +164,16 @@ def test_operator_reads_no_secrets():
 
 
 # The operator's whole permission set. A new permission must be added here on purpose.
+# What operator/tests/real_operator.rs proved against a real API server to be used and needed.
 LEAST_PRIVILEGE = {
-    ("ClusterRole", "tablesnap.io", "tablesnaps", ("get", "list", "patch", "watch")),
-    ("ClusterRole", "tablesnap.io", "tablesnaps/status", ("get", "patch")),
-    ("ClusterRole", "apps", "statefulsets", ("get", "list", "patch", "watch")),
-    ("ClusterRole", "cassandra.datastax.com", "cassandradatacenters", ("get", "list", "patch", "watch")),
+    ("ClusterRole", "tablesnap.io", "tablesnaps", ("list", "patch", "watch")),
+    ("ClusterRole", "tablesnap.io", "tablesnaps/status", ("patch",)),
+    ("ClusterRole", "apps", "statefulsets", ("list", "patch", "watch")),
+    ("ClusterRole", "cassandra.datastax.com", "cassandradatacenters", ("list", "patch", "watch")),
     ("ClusterRole", "", "pods", ("list",)),
     ("ClusterRole", "events.k8s.io", "events", ("create", "patch")),
-    ("Role", "coordination.k8s.io", "leases", ("create", "delete", "get", "patch", "update")),
+    ("Role", "coordination.k8s.io", "leases", ("create",)),
+    ("Role", "coordination.k8s.io", "leases", ("get", "patch")),
 }
 
 

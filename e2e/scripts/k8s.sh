@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Starts or stops a throw-away Kubernetes control plane on loopback for the tests: etcd,
-# kube-apiserver and kube-controller-manager (StatefulSet, garbage collector, namespace and
-# service-account controllers). There is no scheduler and no kubelet: pods stay Pending, and a test
-# that needs them Running patches their status as a kubelet would.
+# kube-apiserver and kube-controller-manager (StatefulSet, garbage collector, namespace,
+# service-account and PVC-protection controllers; the last lets namespaces with claims go).
+# There is no scheduler and no kubelet: pods stay Pending, and a test that needs them Running
+# patches their status as a kubelet would.
 #   k8s.sh start DIR   generate certificates, start the three under DIR, write DIR/kubeconfig and
 #                      DIR/env, print the env (for `eval`)
 #   k8s.sh stop DIR    stop what was started under DIR
@@ -32,11 +33,19 @@ stop() {
   done
 }
 
-# wait_until DESCRIPTION LOGFILE COMMAND...: run COMMAND until it succeeds, up to the deadline.
+# wait_until DESCRIPTION LOGFILE COMMAND...: run COMMAND until it succeeds, up to the deadline;
+# fails at once when the component whose log is LOGFILE has exited.
 wait_until() {
   local what="$1" logf="$2"; shift 2
-  local deadline=$((SECONDS + timeout_s))
+  local deadline=$((SECONDS + timeout_s)) pidf
+  pidf="${logf%.log}.pid"
   until "$@" >/dev/null 2>&1; do
+    if [ -f "$pidf" ] && ! kill -0 "$(cat "$pidf")" 2>/dev/null; then
+      log "$(basename "${logf%.log}") exited while waiting for $what; last lines of $logf:"
+      tail -n 30 "$logf" >&2
+      stop
+      exit 1
+    fi
     if (( SECONDS >= deadline )); then
       log "timed out after ${timeout_s}s waiting for $what; last lines of $logf:"
       tail -n 30 "$logf" >&2
@@ -154,7 +163,7 @@ YAML
     --kubeconfig "$dir/kubeconfig" \
     --authentication-kubeconfig "$dir/kubeconfig" --authorization-kubeconfig "$dir/kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$kcm_port" \
-    --controllers statefulset-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller \
+    --controllers statefulset-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,persistentvolumeclaim-protection-controller \
     --service-account-private-key-file "$c/sa.key" --root-ca-file "$c/ca.crt" \
     --leader-elect=false --profiling=false \
     > "$dir/kube-controller-manager.log" 2>&1 &

@@ -285,7 +285,12 @@ pub async fn datacenter_preflight(
     let before = live.data.pointer("/spec/podTemplateSpec/spec");
     let after = merged.data.pointer("/spec/podTemplateSpec/spec");
     let mut lost = Vec::new();
-    for list in ["containers", "initContainers", "volumes"] {
+    for list in [
+        "containers",
+        "initContainers",
+        "volumes",
+        "imagePullSecrets",
+    ] {
         let kept = entry_names(after, list);
         for entry in entry_names(before, list) {
             if !kept.contains(&entry) {
@@ -416,11 +421,42 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
         })
     };
 
+    // One StatefulSet rollout at a time: a change rolls every pod of its target, and per-rack
+    // StatefulSets rolled together would take one node of every rack down at once. (A
+    // CassandraDatacenter is rolled by cass-operator, rack by rack, and is not held back.)
+    let mut rolling: Option<String> = plan.targets.iter().find_map(|p| {
+        let up_to_date = matches!(
+            p.outcome,
+            Outcome::Apply {
+                up_to_date: true,
+                ..
+            }
+        );
+        let sts = statefulsets.iter().find(|s| s.name_any() == p.name);
+        (p.kind == TargetKind::StatefulSet && up_to_date && sts.is_some_and(status::rolling_out))
+            .then(|| format!("{} {}", p.kind.as_str(), p.name))
+    });
     let mut targets = Vec::new();
     for planned in &plan.targets {
         let (kind, target) = (planned.kind, planned.name.as_str());
         let mut outcome = planned.outcome.clone();
         let mut applied_now = false;
+        if let (
+            TargetKind::StatefulSet,
+            Outcome::Apply {
+                up_to_date: false, ..
+            },
+            Some(other),
+        ) = (kind, &outcome, &rolling)
+        {
+            outcome = Outcome::Skip(Problem {
+                reason: "WaitingForRollout",
+                message: format!(
+                    "{} {target} gets the change once {other} has finished rolling out (one target at a time)",
+                    kind.as_str()
+                ),
+            });
+        }
         if let Outcome::Apply {
             body,
             up_to_date: false,
@@ -440,7 +476,12 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
             };
             match attempt.await {
                 Ok(Some(problem)) => outcome = Outcome::Skip(problem),
-                Ok(None) => applied_now = true,
+                Ok(None) => {
+                    applied_now = true;
+                    if kind == TargetKind::StatefulSet {
+                        rolling = Some(format!("{} {target}", kind.as_str()));
+                    }
+                }
                 // Refused (admission policy, quota, validation): this target reports it, the
                 // others go on.
                 Err(Error::Kube(kube::Error::Api(status))) => {
@@ -503,7 +544,9 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
             Outcome::Skip(problem) => {
                 ctx.metrics.skipped.inc();
                 let before = was(kind, target).and_then(|t| t.reason.as_deref());
-                if before != Some(problem.reason) {
+                if problem.reason == "WaitingForRollout" {
+                    tracing::info!(tablesnap = %name, kind = kind.as_str(), target, message = %problem.message, "waiting for a rollout");
+                } else if before != Some(problem.reason) {
                     tracing::warn!(tablesnap = %name, kind = kind.as_str(), target, reason = problem.reason, message = %problem.message, "skipped a target");
                     let reason = match problem.reason {
                         "Conflict" | "ApplyFailed" => problem.reason,
@@ -555,7 +598,21 @@ pub async fn remove_from(
 ) -> Result<()> {
     let body = render::removal_body(kind, target, namespace);
     let after = match server_side_apply(&ctx.client, kind, namespace, target, &body).await {
-        Err(Error::Kube(kube::Error::Api(status))) if status.code == 404 => return Ok(()),
+        // An apply to an object deleted meanwhile is a create: 403 without the create
+        // permission, 422 for the partial object, never 404. Gone is removed.
+        Err(Error::Kube(kube::Error::Api(status))) => {
+            let named = ListParams::default().fields(&format!("metadata.name={target}"));
+            let exists = !target_api(&ctx.client, kind, namespace)
+                .list_metadata(&named)
+                .await?
+                .items
+                .is_empty();
+            if exists {
+                return Err(Error::Kube(kube::Error::Api(status)));
+            }
+            tracing::info!(tablesnap = %ts.name_any(), kind = kind.as_str(), target, "the target is gone; nothing to remove");
+            return Ok(());
+        }
         other => other?,
     };
     let leftovers = leftover_removal(kind, &serde_json::to_value(&after)?);

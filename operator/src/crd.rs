@@ -1,7 +1,7 @@
 //! The `TableSnap` custom resource: what to back up (the agent's flags), which Cassandra objects get
 //! the sidecar, and the status the operator reports. Validation runs at the API server as CEL rules.
 
-use k8s_openapi::api::core::v1::{ResourceRequirements, SecurityContext};
+use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements, SecurityContext};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -46,7 +46,9 @@ pub struct TableSnapSpec {
     /// S3 bucket name, or `file:///dir` for a directory on a mounted volume.
     #[x_kube(validation = Rule::new("self.matches('^file:///.*[^/].*$') || self.matches('^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$')").message("bucket must be an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens) or file:///absolute/dir"))]
     pub bucket: String,
-    /// Key prefix inside the bucket (`--prefix`).
+    /// Key prefix inside the bucket (`--prefix`). Default: the TableSnap's namespace and `/`, so that two
+    /// clusters whose pods have the same names (`cassandra-0`) in different namespaces keep
+    /// their keys apart in a shared bucket; `""` for no prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
     /// S3-compatible endpoint URL (`--endpoint-url`), e.g. for Garage, MinIO or Ceph RGW.
@@ -303,6 +305,10 @@ pub struct AgentSpec {
     /// Pull policy of the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<String>,
+    /// Pull secrets for the agent's image, added to the pod template beside the pods' own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
     /// Resources; default requests = limits = 100m CPU / 256Mi, so a Guaranteed pod stays Guaranteed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,

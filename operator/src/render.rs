@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecurityContext, VolumeMount,
+    LocalObjectReference, ObjectFieldSelector, Probe, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecurityContext, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -71,7 +71,13 @@ pub fn agent_args(ts: &TableSnap, data: &DataVolume) -> Vec<String> {
             push_value(&mut args, flag, v);
         }
     };
-    opt("--prefix", &spec.prefix);
+    // Pod names are unique in a namespace, not in a bucket: the namespace is the default prefix.
+    let prefix = match &spec.prefix {
+        Some(p) if p.is_empty() => None,
+        Some(p) => Some(p.clone()),
+        None => ts.namespace().map(|ns| format!("{ns}/")),
+    };
+    opt("--prefix", &prefix);
     opt("--endpoint-url", &spec.endpoint);
     opt("--aws-region", &spec.region);
     opt("--keyname-separator", &spec.keyname_separator);
@@ -293,8 +299,16 @@ pub fn scratch_volume() -> Value {
 
 /// A short stable hash of the rendered sidecar and volume: changes exactly when the pods must roll.
 pub fn config_hash(container: &Container) -> String {
-    let bytes = serde_json::to_vec(&json!({"container": container, "volume": scratch_volume()}))
-        .expect("a container serializes");
+    config_hash_with(container, &[])
+}
+
+/// [`config_hash`] with the pull secrets the template gets (none: the same hash as before).
+pub fn config_hash_with(container: &Container, pull_secrets: &[LocalObjectReference]) -> String {
+    let mut doc = json!({"container": container, "volume": scratch_volume()});
+    if !pull_secrets.is_empty() {
+        doc["imagePullSecrets"] = json!(pull_secrets);
+    }
+    let bytes = serde_json::to_vec(&doc).expect("a container serializes");
     hex::encode(&Sha256::digest(&bytes)[..8])
 }
 
@@ -317,9 +331,13 @@ pub fn apply_body(
     data: &DataVolume,
 ) -> Value {
     let sidecar = sidecar(ts, data);
-    let hash = config_hash(&sidecar);
+    let pull_secrets = &ts.spec.agent.image_pull_secrets;
+    let hash = config_hash_with(&sidecar, pull_secrets);
     let metadata = json!({"annotations": {HASH_ANNOTATION: hash, OWNER_ANNOTATION: ts.name_any()}});
     let mut pod_spec = json!({"initContainers": [sidecar], "volumes": [scratch_volume()]});
+    if !pull_secrets.is_empty() {
+        pod_spec["imagePullSecrets"] = json!(pull_secrets);
+    }
     let spec = match kind {
         TargetKind::StatefulSet => json!({"template": {"metadata": metadata, "spec": pod_spec}}),
         TargetKind::CassandraDatacenter => {
@@ -439,6 +457,25 @@ mod tests {
                 "/bitnami/cassandra",
             ]
         );
+    }
+
+    /// Review 14: with no prefix, two clusters whose pods are both `cassandra-0` (in different
+    /// namespaces) wrote the same keys into a shared bucket.
+    #[test]
+    fn the_default_prefix_is_the_namespace() {
+        let prefix_of = |prefix: Option<&str>| {
+            let mut ts = samples::tablesnap();
+            ts.spec.prefix = prefix.map(Into::into);
+            let args = agent_args(&ts, &data());
+            args.iter()
+                .position(|a| a == "--prefix")
+                .map(|i| args[i + 1].clone())
+        };
+        let ns = samples::tablesnap().namespace().unwrap();
+        // Keys are {prefix}{name}{separator}{path}: the slash keeps the namespace apart.
+        assert_eq!(prefix_of(None), Some(format!("{ns}/")));
+        assert_eq!(prefix_of(Some("")), None, "an empty prefix is no prefix");
+        assert_eq!(prefix_of(Some("prod")).as_deref(), Some("prod"));
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub const KNOWN_DATA_PATHS: [&str; 3] = [
 ];
 /// cass-operator's data volume claim and its mount path in the `cassandra` container.
 pub const CASS_OPERATOR_VOLUME: &str = "server-data";
+/// The name of cass-operator's Cassandra container.
+pub const CASS_OPERATOR_CONTAINER: &str = "cassandra";
 /// See [`CASS_OPERATOR_VOLUME`].
 pub const CASS_OPERATOR_PATH: &str = "/var/lib/cassandra";
 /// The pod label cass-operator puts on every pod of a datacenter.
@@ -277,6 +279,17 @@ fn resolve_datacenter(dc: &DynamicObject, targets: &Targets) -> Resolution {
             k8ssandra_message("CassandraDatacenter", &name, cluster),
         ));
     }
+    // cass-operator's Cassandra container is always `cassandra`: another name would put an
+    // image-less container into podTemplateSpec, which makes cass-operator's StatefulSet invalid.
+    if targets.container != CASS_OPERATOR_CONTAINER {
+        return Resolution::Skip(Problem::new(
+            "UnsupportedContainer",
+            format!(
+                "CassandraDatacenter {name}: cass-operator names its Cassandra container {CASS_OPERATOR_CONTAINER:?}; targets.container {:?} applies to StatefulSets only, remove it",
+                targets.container
+            ),
+        ));
+    }
     // cass-operator mounts its claim `server-data` at /var/lib/cassandra in the `cassandra` container;
     // a podTemplateSpec may add mounts of its own, which the general rule then finds.
     let pod: PodSpec = dc
@@ -480,6 +493,21 @@ mod tests {
             "{}",
             p.message
         );
+    }
+
+    /// Review 8: targets.container on a CassandraDatacenter added an image-less container.
+    #[test]
+    fn a_datacenter_takes_no_other_container_name() {
+        let dc: DynamicObject =
+            serde_yaml::from_str(crate::samples::CASS_OPERATOR_DATACENTER).unwrap();
+        let targets = Targets {
+            container: "db".into(),
+            ..Default::default()
+        };
+        match resolve(&Candidate::Datacenter(&dc), &targets, &[]) {
+            Resolution::Skip(p) => assert_eq!(p.reason, "UnsupportedContainer", "{}", p.message),
+            other => panic!("expected a skip, got {other:?}"),
+        }
     }
 
     #[test]

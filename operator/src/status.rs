@@ -7,6 +7,32 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use crate::crd::{TableSnapStatus, TargetStatus};
 use crate::render::{HASH_ANNOTATION, SIDECAR_NAME};
 
+/// Whether a StatefulSet is still rolling out its current template: the controller has not seen
+/// the latest spec yet, or fewer pods than due run the update revision, or not all are ready.
+/// With `OnDelete` nothing rolls by itself, so it is never waited for; a `partition` leaves the
+/// ordinals below it on the old revision by design.
+pub fn rolling_out(sts: &k8s_openapi::api::apps::v1::StatefulSet) -> bool {
+    let Some(spec) = sts.spec.as_ref() else {
+        return false;
+    };
+    let strategy = spec.update_strategy.as_ref();
+    if strategy.and_then(|u| u.type_.as_deref()) == Some("OnDelete") {
+        return false;
+    }
+    let replicas = spec.replicas.unwrap_or(1);
+    let partition = strategy
+        .and_then(|u| u.rolling_update.as_ref())
+        .and_then(|r| r.partition)
+        .unwrap_or(0)
+        .clamp(0, replicas);
+    let Some(st) = sts.status.as_ref() else {
+        return true;
+    };
+    st.observed_generation.unwrap_or(0) < sts.metadata.generation.unwrap_or(0)
+        || st.updated_replicas.unwrap_or(0) < replicas - partition
+        || st.ready_replicas.unwrap_or(0) < replicas
+}
+
 /// Pods whose agent container is running, and all pods. With `config`, only pods made from the
 /// template that carries this config hash count: after a spec change, an agent still running the
 /// old configuration is not what the user asked for.

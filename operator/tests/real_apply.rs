@@ -355,3 +355,86 @@ async fn a_sidecar_field_co_owned_by_another_manager_is_removed_too() {
     );
     common::drop_namespace(&client, &ns).await;
 }
+
+/// `spec.agent.imagePullSecrets` go into the pod template beside the user's own pull secrets
+/// (PodSpec.imagePullSecrets merges by name under server-side apply), and go again with the
+/// TableSnap.
+#[tokio::test]
+async fn image_pull_secrets_are_added_beside_the_users_and_removed_again() {
+    let Some(client) =
+        common::client("image_pull_secrets_are_added_beside_the_users_and_removed_again").await
+    else {
+        return;
+    };
+    common::install_tablesnap_crd(&client).await;
+    let ns = common::namespace(&client, "apply-pull-secrets").await;
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let mut body = user_statefulset("cass");
+    body["spec"]["template"]["spec"]["imagePullSecrets"] = json!([{"name": "user-registry"}]);
+    sts_api
+        .patch("cass", &PatchParams::apply("kubectl"), &Patch::Apply(&body))
+        .await
+        .unwrap();
+    let before = snapshot(&sts_api.get("cass").await.unwrap());
+    let mut ts = serde_json::to_value(tablesnap(&ns)).unwrap();
+    ts["spec"]["agent"] = json!({"imagePullSecrets": [{"name": "tablesnap-registry"}]});
+    let ts: TableSnap = serde_json::from_value(ts).unwrap();
+    let ts_api: Api<TableSnap> = Api::namespaced(client.clone(), &ns);
+    ts_api.create(&PostParams::default(), &ts).await.unwrap();
+    reconcile_passes(&client, &ns, "nightly", 3).await;
+    let pull = |sts: &StatefulSet| -> Vec<String> {
+        sts.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|r| r.name.clone())
+            .collect()
+    };
+    assert_eq!(
+        pull(&sts_api.get("cass").await.unwrap()),
+        ["user-registry", "tablesnap-registry"]
+    );
+    ts_api
+        .delete("nightly", &DeleteParams::default())
+        .await
+        .unwrap();
+    reconcile_passes(&client, &ns, "nightly", 2).await;
+    let restored = sts_api.get("cass").await.unwrap();
+    assert_eq!(pull(&restored), ["user-registry"]);
+    assert_eq!(snapshot(&restored), before, "restored exactly");
+    common::drop_namespace(&client, &ns).await;
+}
+
+/// Review 15: removing from a target that was deleted meanwhile. An apply to a missing object
+/// is a create: the API server answers 422 (a StatefulSet without a spec) or, with the chart's
+/// RBAC (no create), 403, never 404, so the removal failed and the finalizer was stuck.
+#[tokio::test]
+async fn removing_from_a_target_that_is_gone_succeeds() {
+    let Some(client) = common::client("removing_from_a_target_that_is_gone_succeeds").await else {
+        return;
+    };
+    common::install_tablesnap_crd(&client).await;
+    let ns = common::namespace(&client, "apply-gone").await;
+    let ts = tablesnap(&ns);
+    let result = tablesnap_operator::apply::remove_from(
+        &context(&client),
+        &ts,
+        tablesnap_operator::crd::TargetKind::StatefulSet,
+        &ns,
+        "deleted-meanwhile",
+    )
+    .await;
+    let created = Api::<StatefulSet>::namespaced(client.clone(), &ns)
+        .get_opt("deleted-meanwhile")
+        .await
+        .unwrap();
+    common::drop_namespace(&client, &ns).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(created.is_none(), "the removal created the object");
+}
