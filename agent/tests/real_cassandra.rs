@@ -425,6 +425,11 @@ fn agent(b: &Backend, staging: &Path, roots: &[&Path], extra: &[&str]) -> Agent 
 
 /// Restores `origin` (as the agent saw it) with tableslurp into a new directory below `work`.
 fn slurp(b: &Backend, origin: &Path, work: &Path) -> PathBuf {
+    slurp_with(b, origin, work, &[])
+}
+
+/// [`slurp`] with more tableslurp arguments (`-f FILE`: the state of one index).
+fn slurp_with(b: &Backend, origin: &Path, work: &Path, extra: &[&str]) -> PathBuf {
     // `nodetool import` parses the source path like a table directory: its parent must be a
     // valid keyspace name and a `-` in its own name must be followed by a table id, or it finds
     // "no new SSTables" and still exits 0 (seen on 5.0.9).
@@ -434,6 +439,7 @@ fn slurp(b: &Backend, origin: &Path, work: &Path) -> PathBuf {
     let out = Command::new(env!("CARGO_BIN_EXE_tableslurp"))
         .args(["-n", "testhost"])
         .args(b.args())
+        .args(extra)
         .arg(origin)
         .arg(&target)
         .output()
@@ -529,6 +535,11 @@ async fn flush_then_compact_restores_every_row() {
     let store = b.store().await;
     let checker = Checker::start(b.store().await);
     wait_index_is_disk(&store, &dir, &dir).await;
+    let first_data = components(&dir)
+        .into_keys()
+        .find(|n| n.ends_with("-Data.db"))
+        .expect("the first flush's Data.db");
+    let first_rows = written.clone();
 
     let more = rows(300, 600);
     insert(&n, &ks, "t", &more);
@@ -548,6 +559,10 @@ async fn flush_then_compact_restores_every_row() {
     );
     let back = import_and_read(&n, &ks, "restored", &[], &restored);
     assert_rows(&back, &written);
+    // The live directory as of an earlier index (the first flush's): its rows, none later.
+    let earlier = slurp_with(&b, &dir, work.path(), &["-f", &first_data]);
+    let back = import_and_read(&n, &ks, "restored_first", &[], &earlier);
+    assert_rows(&back, &first_rows);
     a.stop();
     checker.finish().await;
 }
