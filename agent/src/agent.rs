@@ -270,7 +270,24 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
         }
     }
 
-    // Staged shutdown: stop watching, drain the queue and in-flight uploads until the deadline.
+    // Staged shutdown. Events the kernel already holds are files written before the signal:
+    // take them too (for a bounded time), then stop watching, and drain the queue and in-flight
+    // uploads until the deadline.
+    let until =
+        tokio::time::Instant::now() + (ctx.cfg.shutdown_timeout / 4).min(PENDING_EVENTS_MAX);
+    let mut pending = 0usize;
+    while let Ok(Some(Ok(ev))) = tokio::time::timeout_at(
+        until.min(tokio::time::Instant::now() + PENDING_EVENT_GAP),
+        watcher.next(),
+    )
+    .await
+    {
+        on_event(&ctx, &mut watcher, ev).await;
+        pending += 1;
+    }
+    if pending > 0 {
+        tracing::info!(events = pending, "took the events pending at the signal");
+    }
     drop(watcher);
     let timeout = ctx.cfg.shutdown_timeout;
     tracing::info!(queued = ctx.queue.len(), grace = ?timeout, "shutting down: finishing queued and in-flight uploads");
@@ -316,6 +333,11 @@ fn log_unshipped(ctx: &Ctx, why: &str) {
         "{why}; files not shipped are shipped at the next start with -B"
     );
 }
+
+/// At shutdown, pending inotify events are read until none comes for this long...
+const PENDING_EVENT_GAP: Duration = Duration::from_millis(50);
+/// ...or for this long at most (and a quarter of the grace period at most).
+const PENDING_EVENTS_MAX: Duration = Duration::from_secs(5);
 
 /// How many unshipped files the shutdown names one by one.
 const UNSHIPPED_NAMED: usize = 1000;

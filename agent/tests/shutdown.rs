@@ -12,6 +12,25 @@ use support::*;
 
 const T: Duration = Duration::from_secs(60);
 
+/// The same bucket behind a 256 KiB/s link (a 16 MiB file takes about a minute): the proxy, kept
+/// alive by the caller, and the backend that goes through it.
+async fn slow_link(b: &Backend) -> (Proxy, Backend) {
+    let Backend::Garage { endpoint, bucket } = b else {
+        unreachable!()
+    };
+    let proxy = Proxy::start(
+        endpoint.trim_start_matches("http://").into(),
+        Plan::clean(Some(256 << 10)),
+        1,
+    )
+    .await;
+    let via = Backend::Garage {
+        endpoint: proxy.endpoint(),
+        bucket: bucket.clone(),
+    };
+    (proxy, via)
+}
+
 /// SIGTERM right after a burst, with one upload at a time: the queue is drained before exit, and
 /// an independent client finds every file in the bucket.
 #[tokio::test(flavor = "multi_thread")]
@@ -63,17 +82,7 @@ async fn files_not_shipped_in_the_grace_period_are_named() {
     let Backend::Garage { endpoint, bucket } = &b else {
         unreachable!()
     };
-    // 256 KiB/s: a 16 MiB file takes about a minute.
-    let proxy = Proxy::start(
-        endpoint.trim_start_matches("http://").into(),
-        Plan::clean(Some(256 << 10)),
-        1,
-    )
-    .await;
-    let via = Backend::Garage {
-        endpoint: proxy.endpoint(),
-        bucket: bucket.clone(),
-    };
+    let (_proxy, via) = slow_link(&b).await;
     let d = tempfile::tempdir().unwrap();
     let mut agent = Agent::start(
         &via,
@@ -111,19 +120,7 @@ async fn files_not_shipped_in_the_grace_period_are_named() {
 #[tokio::test(flavor = "multi_thread")]
 async fn recovery_point_grows_while_a_file_waits() {
     let b = Backend::garage().await;
-    let Backend::Garage { endpoint, bucket } = &b else {
-        unreachable!()
-    };
-    let proxy = Proxy::start(
-        endpoint.trim_start_matches("http://").into(),
-        Plan::clean(Some(256 << 10)),
-        2,
-    )
-    .await;
-    let via = Backend::Garage {
-        endpoint: proxy.endpoint(),
-        bucket: bucket.clone(),
-    };
+    let (_proxy, via) = slow_link(&b).await;
     let d = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let agent = Agent::start(

@@ -5,31 +5,17 @@
 
 mod common;
 
+use common::context;
+
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use tablesnap_operator::apply::{Context, reconcile};
+use tablesnap_operator::apply::reconcile;
 use tablesnap_operator::crd::TableSnap;
-use tablesnap_operator::metrics::Metrics;
 use tablesnap_operator::render::{FIELD_MANAGER, HASH_ANNOTATION, OWNER_ANNOTATION};
-
-fn context(client: &Client) -> Arc<Context> {
-    Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.into(),
-                instance: Some("test".into()),
-            },
-        ),
-        metrics: Metrics::default(),
-    })
-}
 
 /// A StatefulSet as a user writes it: its own init container, volume and template annotation.
 fn user_statefulset(name: &str) -> Value {

@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::context;
+
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -16,29 +18,12 @@ use kube::Client;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
-use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{Value, json};
-use tablesnap_operator::apply::{Context, reconcile};
+use tablesnap_operator::apply::reconcile;
 use tablesnap_operator::crd::TableSnap;
-use tablesnap_operator::metrics::Metrics;
-use tablesnap_operator::render::FIELD_MANAGER;
 
 const V1_32: &str = include_str!("data/cass-operator-v1.32.0-cassandradatacenters.crd.yaml");
 const V1_22: &str = include_str!("data/cass-operator-v1.22.0-cassandradatacenters.crd.yaml");
-
-fn context(client: &Client) -> Arc<Context> {
-    Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.into(),
-                instance: Some("test".into()),
-            },
-        ),
-        metrics: Metrics::default(),
-    })
-}
 
 fn datacenters(client: &Client, ns: &str) -> Api<DynamicObject> {
     let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(

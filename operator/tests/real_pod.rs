@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::context;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,27 +15,11 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use tablesnap_operator::apply::{Context, reconcile};
+use tablesnap_operator::apply::reconcile;
 use tablesnap_operator::crd::TableSnap;
-use tablesnap_operator::metrics::Metrics;
-use tablesnap_operator::render::{FIELD_MANAGER, HASH_ANNOTATION};
-
-fn context(client: &Client) -> Arc<Context> {
-    Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.into(),
-                instance: Some("test".into()),
-            },
-        ),
-        metrics: Metrics::default(),
-    })
-}
+use tablesnap_operator::render::HASH_ANNOTATION;
 
 /// A Cassandra StatefulSet whose container is Guaranteed (requests = limits) and complies with
 /// the `restricted` Pod Security Standard.

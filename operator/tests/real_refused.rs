@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::context;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,26 +16,9 @@ use kube::Client;
 use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
-use kube::runtime::events::{Recorder, Reporter};
 use serde_json::json;
-use tablesnap_operator::apply::{Context, reconcile};
+use tablesnap_operator::apply::reconcile;
 use tablesnap_operator::crd::TableSnap;
-use tablesnap_operator::metrics::Metrics;
-use tablesnap_operator::render::FIELD_MANAGER;
-
-fn context(client: &Client) -> Arc<Context> {
-    Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.into(),
-                instance: Some("test".into()),
-            },
-        ),
-        metrics: Metrics::default(),
-    })
-}
 
 fn statefulset(name: &str) -> StatefulSet {
     serde_json::from_value(json!({

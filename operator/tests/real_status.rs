@@ -4,35 +4,21 @@
 
 mod common;
 
+use common::context;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use tablesnap_operator::apply::{Context, reconcile};
+use tablesnap_operator::apply::reconcile;
 use tablesnap_operator::crd::{TableSnap, TableSnapStatus};
-use tablesnap_operator::metrics::Metrics;
-use tablesnap_operator::render::{FIELD_MANAGER, HASH_ANNOTATION};
+use tablesnap_operator::render::HASH_ANNOTATION;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn context(client: &Client) -> Arc<Context> {
-    Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.into(),
-                instance: Some("test".into()),
-            },
-        ),
-        metrics: Metrics::default(),
-    })
-}
 
 async fn reconciled(client: &Client, ns: &str) -> TableSnapStatus {
     let api: Api<TableSnap> = Api::namespaced(client.clone(), ns);

@@ -13,6 +13,23 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::{Value, json};
 
+/// The reconciler's context on `client`, as the operator builds it (events from the operator's
+/// field manager).
+pub fn context(client: &Client) -> std::sync::Arc<tablesnap_operator::apply::Context> {
+    use kube::runtime::events::{Recorder, Reporter};
+    std::sync::Arc::new(tablesnap_operator::apply::Context {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: tablesnap_operator::render::FIELD_MANAGER.into(),
+                instance: Some("test".into()),
+            },
+        ),
+        metrics: tablesnap_operator::metrics::Metrics::default(),
+    })
+}
+
 /// The field manager the tests use for objects "another tool" owns.
 pub const TEST_MANAGER: &str = "tablesnap-tests";
 
