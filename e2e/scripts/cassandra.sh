@@ -236,6 +236,15 @@ XML
       "-Dcassandra.logdir=$nd/log" "-Dcassandra.storagedir=$nd" -Dcassandra-foreground=yes
       -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=1000
       "-XX:HeapDumpPath=$nd/log")
+    # A port already open there belongs to another process (a node of an earlier run still
+    # stopping): waiting for it would take that node for this one.
+    local p
+    for p in "$NATIVE_PORT" "$STORAGE_PORT"; do
+      if (exec 3<>"/dev/tcp/$addr/$p") 2>/dev/null; then
+        echo "cassandra node $n: $addr:$p is already in use by another process" >&2
+        stop; exit 1
+      fi
+    done
     local tn=$SECONDS
     nohup "$JAVA" "${opts[@]}" -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon \
       > "$nd/log/stdout.log" 2>&1 < /dev/null &
