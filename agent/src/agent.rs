@@ -230,6 +230,7 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
     if !wait_for_store(&ctx.store, wait_for_bucket, &mut signals, &ctx.stats).await? {
         return Ok(());
     }
+    ctx.stats.storage_ready.set(1);
     for (root, n) in watched {
         tracing::info!(path = %root.display(), directories = n, "watching");
     }

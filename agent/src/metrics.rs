@@ -53,6 +53,8 @@ pub struct Stats {
     pub scan_millis: Family<WhyLabel, Gauge>,
     /// Storage requests made, by kind.
     pub requests: Family<KindLabel, Gauge>,
+    /// 1 once the start-up bucket check passed, 0 while the agent waits for the bucket.
+    pub storage_ready: Gauge,
     /// Heartbeat of the event loop (unix seconds).
     pub event_loop_beat: AtomicI64,
     /// Heartbeat of the upload dispatcher (unix seconds).
@@ -149,6 +151,11 @@ impl Stats {
             "oldest_unshipped_seconds",
             "Age of the oldest file not yet shipped: the recovery point",
             self.oldest_unshipped.clone(),
+        );
+        r.register(
+            "storage_ready",
+            "1 once the bucket check at start passed, 0 while waiting for the bucket",
+            self.storage_ready.clone(),
         );
         r.register(
             "scan_duration_milliseconds",

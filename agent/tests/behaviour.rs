@@ -493,6 +493,19 @@ async fn health_and_metrics_endpoint(b: Backend) {
         "{m}"
     );
     assert!(!m.contains("m-Data.db"), "no per-file labels");
+    assert!(m.lines().any(|l| l == "tablesnap_storage_ready 1"), "{m}");
+    // The report the operator reads: shipping, nothing waits, so the recovery point is now.
+    let (code, body) = http_get(&addr, "/status");
+    assert_eq!(code, 200, "{body}");
+    let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&r["storageReady"], &r["healthy"], &r["queueDepth"]),
+        (&true.into(), &true.into(), &0.into()),
+        "{r}"
+    );
+    assert_eq!(r["filesShipped"], 1, "{r}");
+    assert_eq!(r["recoveryPoint"], r["time"], "{r}");
+    assert!(r["lastSuccess"].as_i64().unwrap() > 0, "{r}");
     agent.stop();
 }
 

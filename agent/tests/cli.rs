@@ -451,6 +451,27 @@ async fn wait_for_bucket_keeps_running_and_ships_once_the_bucket_exists() {
         out
     };
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    // ...but its report says it protects nothing yet: no recovery point while it waits.
+    let report = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET /status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let body = report.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let r: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {report}"));
+    assert_eq!(
+        (&r["storageReady"], &r["recoveryPoint"]),
+        (&false.into(), &serde_json::Value::Null),
+        "{r}"
+    );
     let f = d.path().join("a-Data.db");
     std::fs::write(&f, b"late bucket").unwrap();
     support::s3_client(&endpoint)
