@@ -21,7 +21,7 @@ use crate::render::{
     self, FIELD_MANAGER, HASH_ANNOTATION, OWNER_ANNOTATION, SCRATCH_VOLUME, SIDECAR_NAME,
 };
 use crate::resolve::{self, Candidate, DataVolume, Problem, Resolution};
-use crate::{cleanup, status};
+use crate::{cleanup, report, status};
 
 /// The finalizer that makes deletion remove the sidecars first.
 pub const FINALIZER: &str = "tablesnap.io/cleanup";
@@ -529,7 +529,17 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
                     .await?
                     .items;
                 let (ready, total) = status::pods_with_agent(&pods, render::body_hash(body));
+                let protection =
+                    protection(&pods, render::body_hash(body), ts.spec.http_port()).await;
+                let previous_point =
+                    was(kind, target).and_then(|t| t.oldest_recovery_point.as_deref());
                 targets.push(TargetStatus {
+                    pods_protected: protection.protected,
+                    oldest_recovery_point: status::steady_recovery_point(
+                        previous_point,
+                        protection.oldest_recovery_point,
+                    ),
+                    unprotected: protection.unprotected,
                     kind: kind.as_str().into(),
                     name: target.into(),
                     volume: Some(data.volume.clone()),
@@ -586,6 +596,36 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
     } else {
         Action::requeue(Duration::from_secs(30))
     })
+}
+
+/// Ask the agent of each pod that runs it with `config` for its report, at most
+/// [`report::CONCURRENCY`] at once, and decide what they say.
+async fn protection(pods: &[Pod], config: Option<&str>, port: i32) -> status::Protection {
+    use futures::StreamExt;
+    let running = status::running_agents(pods, config);
+    let not_running: Vec<String> = (0..pods.len())
+        .filter(|i| !running.contains(i))
+        .map(|i| pods[i].name_any())
+        .collect();
+    let client = report::client();
+    let reports: Vec<(String, std::result::Result<report::AgentReport, String>)> =
+        futures::stream::iter(running.into_iter().map(|i| {
+            // Owned, so that the futures are Send for any lifetime the controller asks.
+            let name = pods[i].name_any();
+            let ip = pods[i].status.as_ref().and_then(|s| s.pod_ip.clone());
+            let client = client.clone();
+            async move {
+                let report = match ip {
+                    Some(ip) => report::fetch(&client, &ip, port).await,
+                    None => Err("the pod has no IP yet".into()),
+                };
+                (name, report)
+            }
+        }))
+        .buffer_unordered(report::CONCURRENCY)
+        .collect()
+        .await;
+    status::protection(&reports, &not_running)
 }
 
 /// Remove our fields from one target and say so.

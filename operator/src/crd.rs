@@ -366,6 +366,17 @@ pub struct TargetStatus {
     /// Pods of the target.
     #[serde(default)]
     pub pods_total: i32,
+    /// Pods whose agent says it ships: the bucket check passed, its loops turn, and nothing has
+    /// waited longer than the operator's limit (its `/status` report).
+    #[serde(default)]
+    pub pods_protected: i32,
+    /// The oldest recovery point among the target's pods (RFC 3339): every file any of its
+    /// agents saw before this moment is in the bucket. Absent until every pod reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_recovery_point: Option<String>,
+    /// Pods not protected, with why (at most a few, for a person).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unprotected: Vec<String>,
     /// Why the target is not injected, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

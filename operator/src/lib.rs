@@ -1,7 +1,8 @@
 //! The TableSnap operator: resolves Cassandra targets, renders the agent as a native sidecar,
 //! applies it with server-side apply, and reports status.
 //!
-//! Flow: [`crd`] → [`resolve`] → [`render`] → [`apply`] → [`status`]; [`cleanup`] on removal;
+//! Flow: [`crd`] → [`resolve`] → [`render`] → [`apply`] → [`report`] (each agent's own word) →
+//! [`status`]; [`cleanup`] on removal;
 //! [`run`] wires the controller, leader election, `/healthz` and `/metrics`.
 
 pub mod apply;
@@ -10,6 +11,7 @@ pub mod crd;
 pub mod error;
 pub mod metrics;
 pub mod render;
+pub mod report;
 pub mod resolve;
 pub mod run;
 pub mod samples;

@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::crd::{TableSnapStatus, TargetStatus};
 use crate::render::{HASH_ANNOTATION, SIDECAR_NAME};
+use crate::report::AgentReport;
 
 /// Whether a StatefulSet is still rolling out its current template: the controller has not seen
 /// the latest spec yet, or fewer pods than due run the update revision, or not all are ready.
@@ -31,6 +32,107 @@ pub fn rolling_out(sts: &k8s_openapi::api::apps::v1::StatefulSet) -> bool {
     st.observed_generation.unwrap_or(0) < sts.metadata.generation.unwrap_or(0)
         || st.updated_replicas.unwrap_or(0) < replicas - partition
         || st.ready_replicas.unwrap_or(0) < replicas
+}
+
+/// An agent whose oldest waiting file was seen longer ago than this does not protect its pod
+/// (an upload of a very large SSTable may take this long; a stuck one must show).
+pub const MAX_UNSHIPPED_AGE: i64 = 30 * 60;
+/// A recovery point that moved forward by less than this keeps its previous value in the status,
+/// so that each reconcile (and the status write it causes) does not write a new one.
+pub const RECOVERY_POINT_STEP: i64 = 60;
+/// Pods named in `unprotected` at most.
+pub const UNPROTECTED_NAMED: usize = 5;
+
+/// Why an agent's report does not protect its pod; `None` when it does.
+pub fn why_unprotected(report: &Result<AgentReport, String>) -> Option<String> {
+    match report {
+        Err(e) => Some(format!("no report from the agent ({e})")),
+        Ok(r) if !r.storage_ready => Some("the agent waits for the bucket (see its log)".into()),
+        Ok(r) if !r.healthy => Some("the agent's loops have stalled".into()),
+        Ok(r) => match r.recovery_point {
+            None => Some("the agent reports no recovery point".into()),
+            Some(p) if r.time - p > MAX_UNSHIPPED_AGE => Some(format!(
+                "{} file(s) wait, the oldest for {} min",
+                r.queue_depth,
+                (r.time - p) / 60
+            )),
+            Some(_) => None,
+        },
+    }
+}
+
+/// What the reports of a target's pods say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Protection {
+    /// Pods whose agent protects them.
+    pub protected: i32,
+    /// The oldest recovery point (unix seconds), when every pod has one.
+    pub oldest_recovery_point: Option<i64>,
+    /// `pod: why` for the first few pods that are not protected, sorted by pod name.
+    pub unprotected: Vec<String>,
+}
+
+/// The protection of a target: `reports` for the pods whose agent runs, `not_running` for the
+/// others (by name).
+pub fn protection(
+    reports: &[(String, Result<AgentReport, String>)],
+    not_running: &[String],
+) -> Protection {
+    let mut unprotected: Vec<(String, String)> = not_running
+        .iter()
+        .map(|p| {
+            (
+                p.clone(),
+                "the agent is not running with this configuration".into(),
+            )
+        })
+        .collect();
+    let mut points = Vec::new();
+    for (pod, report) in reports {
+        if let Some(why) = why_unprotected(report) {
+            unprotected.push((pod.clone(), why));
+        }
+        if let Ok(AgentReport {
+            recovery_point: Some(p),
+            ..
+        }) = report
+        {
+            points.push(*p);
+        }
+    }
+    unprotected.sort();
+    let everyone = not_running.is_empty() && points.len() == reports.len();
+    Protection {
+        protected: count(reports.len() + not_running.len() - unprotected.len()),
+        oldest_recovery_point: points.iter().min().copied().filter(|_| everyone),
+        unprotected: unprotected
+            .into_iter()
+            .take(UNPROTECTED_NAMED)
+            .map(|(pod, why)| format!("{pod}: {why}"))
+            .collect(),
+    }
+}
+
+/// The recovery point to write: the previous one while the new one is less than
+/// [`RECOVERY_POINT_STEP`] ahead of it.
+pub fn steady_recovery_point(previous: Option<&str>, new: Option<i64>) -> Option<String> {
+    let new = new?;
+    let old = previous.and_then(|p| p.parse::<jiff::Timestamp>().ok());
+    if let Some(old) = old
+        && (0..RECOVERY_POINT_STEP).contains(&(new - old.as_second()))
+    {
+        return Some(old.to_string());
+    }
+    jiff::Timestamp::from_second(new)
+        .ok()
+        .map(|t| t.to_string())
+}
+
+/// Pods whose agent container runs with `config` (see [`pods_with_agent`]), by index into `pods`.
+pub fn running_agents(pods: &[Pod], config: Option<&str>) -> Vec<usize> {
+    (0..pods.len())
+        .filter(|&i| pods_with_agent(&pods[i..=i], config).0 == 1)
+        .collect()
 }
 
 /// Pods whose agent container is running, and all pods. With `config`, only pods made from the
@@ -94,9 +196,19 @@ pub fn compute(
 ) -> TableSnapStatus {
     let problems: Vec<&TargetStatus> = targets.iter().filter(|t| t.reason.is_some()).collect();
     let injected: Vec<&TargetStatus> = targets.iter().filter(|t| t.injected).collect();
-    let (ready, total) = injected
+    let (ready, protected, total) = injected.iter().fold((0, 0, 0), |(r, p, t), s| {
+        (r + s.pods_ready, p + s.pods_protected, t + s.pods_total)
+    });
+    let unprotected = injected
         .iter()
-        .fold((0, 0), |(r, t), s| (r + s.pods_ready, t + s.pods_total));
+        .flat_map(|t| {
+            t.unprotected
+                .iter()
+                .map(move |u| format!("{} {}: {u}", t.kind, t.name))
+        })
+        .take(UNPROTECTED_NAMED)
+        .collect::<Vec<_>>()
+        .join("; ");
     let describe = |ts: &[&TargetStatus]| {
         ts.iter()
             .map(|t| {
@@ -159,12 +271,18 @@ pub fn compute(
         )
     };
     let all_running = ready == total;
+    let all_protected = protected == total;
     let degraded_reason = if !problems.is_empty() && !injected.is_empty() {
         Some(("SomeTargetsSkipped", describe(&problems)))
     } else if !injected.is_empty() && !all_running {
         Some((
             "AgentsNotRunning",
-            format!("the agent runs in {ready} of {total} pods"),
+            format!("the agent runs in {ready} of {total} pods: {unprotected}"),
+        ))
+    } else if !injected.is_empty() && !all_protected {
+        Some((
+            "AgentsNotShipping",
+            format!("the agent protects {protected} of {total} pods: {unprotected}"),
         ))
     } else {
         None
@@ -180,13 +298,13 @@ pub fn compute(
             &now,
         ),
     };
-    let is_ready = !targets.is_empty() && problems.is_empty() && all_running;
+    let is_ready = !targets.is_empty() && problems.is_empty() && all_protected;
     let ready_cond = if is_ready {
         condition(
             "Ready",
             true,
             "AllPodsProtected",
-            format!("the agent runs in all {total} pod(s)"),
+            format!("the agent in each of the {total} pod(s) reports that it ships"),
             generation,
             &now,
         )
@@ -208,12 +326,21 @@ pub fn compute(
             generation,
             &now,
         )
-    } else {
+    } else if !all_running {
         condition(
             "Ready",
             false,
             "AgentsStarting",
             format!("the agent runs in {ready} of {total} pods"),
+            generation,
+            &now,
+        )
+    } else {
+        condition(
+            "Ready",
+            false,
+            "AgentsNotShipping",
+            format!("the agent protects {protected} of {total} pods: {unprotected}"),
             generation,
             &now,
         )
@@ -241,7 +368,7 @@ pub fn settled(status: &TableSnapStatus) -> bool {
         .targets
         .iter()
         .filter(|t| t.injected)
-        .all(|t| t.pods_ready == t.pods_total)
+        .all(|t| t.pods_protected == t.pods_total)
 }
 
 #[cfg(test)]
@@ -288,6 +415,7 @@ mod tests {
             injected,
             pods_ready: ready,
             pods_total: total,
+            pods_protected: ready,
             reason: reason.map(Into::into),
             message: reason.map(|r| format!("because {r}")),
             ..Default::default()
@@ -380,6 +508,134 @@ mod tests {
         );
         assert_eq!(cond(&s, "Degraded").reason, "SomeTargetsSkipped");
         assert_eq!(cond(&s, "Ready").status, "False");
+    }
+
+    fn report(time: i64, ready: bool, healthy: bool, point: Option<i64>) -> AgentReport {
+        AgentReport {
+            time,
+            storage_ready: ready,
+            healthy,
+            queue_depth: 3,
+            recovery_point: point,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_agent_protects_its_pod_only_when_it_says_it_ships() {
+        assert_eq!(
+            why_unprotected(&Ok(report(1000, true, true, Some(1000)))),
+            None
+        );
+        let limit = 1000 - MAX_UNSHIPPED_AGE;
+        assert_eq!(
+            why_unprotected(&Ok(report(1000, true, true, Some(limit)))),
+            None
+        );
+        let stuck = why_unprotected(&Ok(report(1000, true, true, Some(limit - 1)))).unwrap();
+        assert!(
+            stuck.contains("3 file(s) wait, the oldest for 30 min"),
+            "{stuck}"
+        );
+        assert!(
+            why_unprotected(&Ok(report(1000, false, true, None)))
+                .unwrap()
+                .contains("waits for the bucket")
+        );
+        assert!(
+            why_unprotected(&Ok(report(1000, true, false, Some(1000))))
+                .unwrap()
+                .contains("stalled")
+        );
+        assert!(why_unprotected(&Ok(report(1000, true, true, None))).is_some());
+        assert!(
+            why_unprotected(&Err("connection refused".into()))
+                .unwrap()
+                .contains("connection refused")
+        );
+    }
+
+    #[test]
+    fn a_target_is_as_protected_as_its_worst_pod() {
+        let all = protection(
+            &[
+                ("c-0".into(), Ok(report(1000, true, true, Some(900)))),
+                ("c-1".into(), Ok(report(1000, true, true, Some(950)))),
+            ],
+            &[],
+        );
+        assert_eq!(
+            all,
+            Protection {
+                protected: 2,
+                oldest_recovery_point: Some(900),
+                unprotected: vec![],
+            }
+        );
+        let some = protection(
+            &[
+                ("c-2".into(), Ok(report(1000, false, true, None))),
+                ("c-0".into(), Ok(report(1000, true, true, Some(900)))),
+            ],
+            &["c-1".into()],
+        );
+        assert_eq!(some.protected, 1);
+        assert_eq!(
+            some.oldest_recovery_point, None,
+            "unknown while a pod has none"
+        );
+        assert_eq!(some.unprotected.len(), 2);
+        assert!(some.unprotected[0].starts_with("c-1: the agent is not running"));
+        assert!(some.unprotected[1].starts_with("c-2: the agent waits"));
+        let many: Vec<String> = (0..9).map(|i| format!("c-{i}")).collect();
+        let p = protection(&[], &many);
+        assert_eq!((p.protected, p.unprotected.len()), (0, UNPROTECTED_NAMED));
+    }
+
+    #[test]
+    fn the_recovery_point_is_written_again_only_when_it_moved_a_step() {
+        let t = |s: i64| jiff::Timestamp::from_second(s).unwrap().to_string();
+        assert_eq!(steady_recovery_point(None, None), None);
+        assert_eq!(steady_recovery_point(None, Some(1000)), Some(t(1000)));
+        let prev = t(1000);
+        assert_eq!(
+            steady_recovery_point(Some(&prev), Some(1059)),
+            Some(t(1000))
+        );
+        assert_eq!(
+            steady_recovery_point(Some(&prev), Some(1060)),
+            Some(t(1060))
+        );
+        assert_eq!(
+            steady_recovery_point(Some(&prev), Some(990)),
+            Some(t(990)),
+            "a point that went back (a file waits) shows at once"
+        );
+        assert_eq!(steady_recovery_point(Some(&prev), None), None);
+    }
+
+    #[test]
+    fn running_but_not_shipping_is_degraded_and_not_ready() {
+        let mut t = target(true, 2, 2, None);
+        t.pods_protected = 1;
+        t.unprotected = vec!["c-1: the agent waits for the bucket (see its log)".into()];
+        let s = compute(vec![t], Some(1), None, now("2026-01-01T00:00:00Z"));
+        assert_eq!(
+            (
+                cond(&s, "Ready").status.as_str(),
+                cond(&s, "Ready").reason.as_str()
+            ),
+            ("False", "AgentsNotShipping")
+        );
+        assert_eq!(cond(&s, "Degraded").reason, "AgentsNotShipping");
+        assert!(
+            cond(&s, "Degraded")
+                .message
+                .contains("c-1: the agent waits for the bucket"),
+            "{:?}",
+            cond(&s, "Degraded")
+        );
+        assert!(!settled(&s));
     }
 
     #[test]

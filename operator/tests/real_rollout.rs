@@ -34,34 +34,6 @@ fn rack(name: &str) -> StatefulSet {
     .unwrap()
 }
 
-/// What a kubelet writes once a pod's containers and native sidecars started.
-async fn kubelet_runs(client: &Client, ns: &str, pod: &Pod) {
-    let now = jiff::Timestamp::now().to_string();
-    let spec = pod.spec.as_ref().unwrap();
-    let running = |name: &str| json!({"name": name, "image": "x", "imageID": "", "ready": true, "restartCount": 0, "started": true, "state": {"running": {"startedAt": now}}});
-    let init: Vec<_> = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .filter(|c| c.restart_policy.as_deref() == Some("Always"))
-        .map(|c| running(&c.name))
-        .collect();
-    let main: Vec<_> = spec.containers.iter().map(|c| running(&c.name)).collect();
-    let conditions: Vec<_> = ["PodScheduled", "Initialized", "ContainersReady", "Ready"]
-        .iter()
-        .map(|t| json!({"type": t, "status": "True", "lastTransitionTime": now}))
-        .collect();
-    let status = json!({"status": {"phase": "Running", "startTime": now, "conditions": conditions, "initContainerStatuses": init, "containerStatuses": main}});
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .patch_status(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(status),
-        )
-        .await
-        .unwrap();
-}
-
 /// Wait for the rack's pod made from the template with `hash` (any, when `None`), mark it
 /// running, and wait until the StatefulSet controller reports the rack rolled out.
 async fn rack_runs(client: &Client, ns: &str, rack: &str, hash: Option<&str>) {
@@ -74,7 +46,7 @@ async fn rack_runs(client: &Client, ns: &str, rack: &str, hash: Option<&str>) {
         ok.then_some(p)
     })
     .await;
-    kubelet_runs(client, ns, &pod).await;
+    common::kubelet_runs(client, ns, &pod, None).await;
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     common::wait_for(&format!("{rack} rolled out"), WAIT, || async {
         let s = sts.get(rack).await.ok()?;

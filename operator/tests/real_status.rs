@@ -1,6 +1,7 @@
 //! Status from real objects: pods made by the real StatefulSet controller (kube-controller-manager),
-//! their status patched by the test as a kubelet would, and the TableSnap's `Ready` and `Degraded`
-//! follow: a pod counts as protected only when its agent runs with the current configuration.
+//! their status patched by the test as a kubelet would, real agents serving their reports on the
+//! pods' IPs (loopback addresses), and the TableSnap's `Ready` and `Degraded` follow: a pod counts
+//! as protected only when its agent runs with the current configuration and says that it ships.
 
 mod common;
 
@@ -39,44 +40,16 @@ fn condition(status: &TableSnapStatus, type_: &str) -> (String, String) {
     (c.status.clone(), c.reason.clone())
 }
 
-/// What a kubelet writes once a pod's containers and native sidecars started.
-async fn kubelet_runs(client: &Client, ns: &str, pod: &Pod) {
-    let now = jiff::Timestamp::now().to_string();
-    let spec = pod.spec.as_ref().unwrap();
-    let running = |name: &str| json!({"name": name, "image": "x", "imageID": "", "ready": true, "restartCount": 0, "started": true, "state": {"running": {"startedAt": now}}});
-    let init: Vec<_> = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .filter(|c| c.restart_policy.as_deref() == Some("Always"))
-        .map(|c| running(&c.name))
-        .collect();
-    let main: Vec<_> = spec.containers.iter().map(|c| running(&c.name)).collect();
-    let conditions: Vec<_> = ["PodScheduled", "Initialized", "ContainersReady", "Ready"]
-        .iter()
-        .map(|t| json!({"type": t, "status": "True", "lastTransitionTime": now}))
-        .collect();
-    let status = json!({"status": {"phase": "Running", "startTime": now, "conditions": conditions, "initContainerStatuses": init, "containerStatuses": main}});
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .patch_status(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(status),
-        )
-        .await
-        .unwrap();
-}
-
 /// The pod `name` once the StatefulSet controller recreated it from the current template (it
 /// carries `hash`), marked running.
-async fn rolled_and_running(client: &Client, ns: &str, name: &str, hash: &str) {
+async fn rolled_and_running(client: &Client, ns: &str, name: &str, hash: &str, ip: &str) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let pod = common::wait_for(&format!("pod {name} with config {hash}"), WAIT, || async {
         let p = pods.get_opt(name).await.ok()??;
         (p.annotations().get(HASH_ANNOTATION).map(String::as_str) == Some(hash)).then_some(p)
     })
     .await;
-    kubelet_runs(client, ns, &pod).await;
+    common::kubelet_runs(client, ns, &pod, Some(ip)).await;
 }
 
 async fn template_hash(client: &Client, ns: &str) -> String {
@@ -142,10 +115,12 @@ async fn ready_and_degraded_follow_the_pods_the_statefulset_controller_rolls() {
         },
     )
     .await;
+    // The agents listen on the pods' IPs (127.0.3.x here) at the TableSnap's agent port.
+    let port = common::free_port();
     let ts: TableSnap = serde_json::from_value(json!({
         "apiVersion": "tablesnap.io/v1alpha1", "kind": "TableSnap",
         "metadata": {"name": "nightly"},
-        "spec": {"bucket": "backups", "region": "garage", "targets": {"selector": {"matchLabels": {"backup": "tablesnap"}}}}
+        "spec": {"bucket": "backups", "region": "garage", "agent": {"httpPort": port}, "targets": {"selector": {"matchLabels": {"backup": "tablesnap"}}}}
     }))
     .unwrap();
     Api::<TableSnap>::namespaced(client.clone(), &ns)
@@ -162,14 +137,18 @@ async fn ready_and_degraded_follow_the_pods_the_statefulset_controller_rolls() {
     assert_eq!(condition(&status, "Ready").0, "False");
 
     // cass-1 is deleted (OnDelete), the controller recreates it from the new template, it
-    // runs: one of two protected.
+    // runs, its agent ships: one of two protected.
+    let store = tempfile::tempdir().unwrap();
+    let store_url = format!("file://{}", store.path().display());
     let hash = template_hash(&client, &ns).await;
     pods.delete("cass-1", &Default::default()).await.unwrap();
-    rolled_and_running(&client, &ns, "cass-1", &hash).await;
+    let _agent1 = common::AgentProcess::start("127.0.3.2", port, &[&store_url]).await;
+    rolled_and_running(&client, &ns, "cass-1", &hash, "127.0.3.2").await;
     let status = reconciled(&client, &ns).await;
+    let t = &status.targets[0];
     assert_eq!(
-        (status.targets[0].pods_ready, status.targets[0].pods_total),
-        (1, 2),
+        (t.pods_ready, t.pods_protected, t.pods_total),
+        (1, 1, 2),
         "{status:?}"
     );
     assert_eq!(condition(&status, "Ready").0, "False");
@@ -177,14 +156,60 @@ async fn ready_and_degraded_follow_the_pods_the_statefulset_controller_rolls() {
         condition(&status, "Degraded"),
         ("True".into(), "AgentsNotRunning".into())
     );
+    assert_eq!(t.oldest_recovery_point, None, "cass-0 has none: {t:?}");
+    assert!(
+        t.unprotected
+            .iter()
+            .any(|u| u.starts_with("cass-0: the agent is not running")),
+        "{t:?}"
+    );
 
-    // Then cass-0: all protected.
+    // cass-0 rolls and its container runs, but its agent cannot reach its bucket: running is
+    // not protected.
     pods.delete("cass-0", &Default::default()).await.unwrap();
-    rolled_and_running(&client, &ns, "cass-0", &hash).await;
+    let waiting = common::AgentProcess::start(
+        "127.0.3.1",
+        port,
+        &[
+            "--endpoint-url",
+            "http://127.0.0.1:9",
+            "--wait-for-bucket",
+            "backups",
+        ],
+    )
+    .await;
+    rolled_and_running(&client, &ns, "cass-0", &hash, "127.0.3.1").await;
     let status = reconciled(&client, &ns).await;
+    let t = &status.targets[0];
     assert_eq!(
-        (status.targets[0].pods_ready, status.targets[0].pods_total),
-        (2, 2),
+        (t.pods_ready, t.pods_protected, t.pods_total),
+        (2, 1, 2),
+        "{status:?}"
+    );
+    assert_eq!(
+        condition(&status, "Ready"),
+        ("False".into(), "AgentsNotShipping".into())
+    );
+    assert_eq!(
+        condition(&status, "Degraded"),
+        ("True".into(), "AgentsNotShipping".into())
+    );
+    assert_eq!(
+        t.unprotected,
+        ["cass-0: the agent waits for the bucket (see its log)"],
+        "{t:?}"
+    );
+    assert_eq!(t.oldest_recovery_point, None, "{t:?}");
+
+    // Its storage fixed (the agent restarted with it): all protected, with a recovery point.
+    drop(waiting);
+    let _agent0 = common::AgentProcess::start("127.0.3.1", port, &[&store_url]).await;
+    let before = jiff::Timestamp::now();
+    let status = reconciled(&client, &ns).await;
+    let t = &status.targets[0];
+    assert_eq!(
+        (t.pods_ready, t.pods_protected, t.pods_total),
+        (2, 2, 2),
         "{status:?}"
     );
     assert_eq!(
@@ -192,6 +217,16 @@ async fn ready_and_degraded_follow_the_pods_the_statefulset_controller_rolls() {
         ("True".into(), "AllPodsProtected".into())
     );
     assert_eq!(condition(&status, "Degraded").0, "False");
+    let point: jiff::Timestamp = t
+        .oldest_recovery_point
+        .as_deref()
+        .unwrap_or_else(|| panic!("no recovery point: {t:?}"))
+        .parse()
+        .unwrap();
+    assert!(
+        (point.as_second() - before.as_second()).abs() <= 5,
+        "idle agents: the recovery point is the time of their report ({point} vs {before})"
+    );
 
     // A spec change: the running agents have the old configuration until their pods roll.
     Api::<TableSnap>::namespaced(client.clone(), &ns)
@@ -210,6 +245,7 @@ async fn ready_and_degraded_follow_the_pods_the_statefulset_controller_rolls() {
         "pods running the old configuration count as protected: {status:?}"
     );
     assert_eq!(status.targets[0].pods_ready, 0, "{status:?}");
+    assert_eq!(status.targets[0].pods_protected, 0, "{status:?}");
     // No operator runs to honour the finalizer: release it, so the namespace can go.
     let _ = Api::<TableSnap>::namespaced(client.clone(), &ns)
         .patch(

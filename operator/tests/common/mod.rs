@@ -284,3 +284,108 @@ pub fn audited(user: &str) -> Option<Vec<Audited>> {
             .collect(),
     )
 }
+
+/// What a kubelet writes once a pod's containers and native sidecars started; with `ip`, the
+/// pod's IP (where the operator asks its agent for its report).
+pub async fn kubelet_runs(
+    client: &Client,
+    ns: &str,
+    pod: &k8s_openapi::api::core::v1::Pod,
+    ip: Option<&str>,
+) {
+    use kube::ResourceExt;
+    let now = jiff::Timestamp::now().to_string();
+    let spec = pod.spec.as_ref().unwrap();
+    let running = |name: &str| json!({"name": name, "image": "x", "imageID": "", "ready": true, "restartCount": 0, "started": true, "state": {"running": {"startedAt": now}}});
+    let init: Vec<_> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+        .map(|c| running(&c.name))
+        .collect();
+    let main: Vec<_> = spec.containers.iter().map(|c| running(&c.name)).collect();
+    let conditions: Vec<_> = ["PodScheduled", "Initialized", "ContainersReady", "Ready"]
+        .iter()
+        .map(|t| json!({"type": t, "status": "True", "lastTransitionTime": now}))
+        .collect();
+    let mut status = json!({"phase": "Running", "startTime": now, "conditions": conditions, "initContainerStatuses": init, "containerStatuses": main});
+    if let Some(ip) = ip {
+        status["podIP"] = ip.into();
+        status["podIPs"] = json!([{"ip": ip}]);
+    }
+    Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns)
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+        .unwrap();
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> i32 {
+    i32::from(
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port(),
+    )
+}
+
+/// The real agent (`tablesnap`, built next to this test binary) as a pod's sidecar would run it,
+/// serving its report on `ip:port`; killed when dropped.
+pub struct AgentProcess {
+    pub child: std::process::Child,
+    pub data: tempfile::TempDir,
+    pub log: std::path::PathBuf,
+}
+
+impl AgentProcess {
+    /// Start the agent watching a fresh directory with `store_args` (a bucket, or `file://...`,
+    /// with any flags) and wait until its report is served.
+    pub async fn start(ip: &str, port: i32, store_args: &[&str]) -> AgentProcess {
+        let exe = std::env::current_exe().unwrap();
+        // target/<profile>/deps/<test> -> target/<profile>/tablesnap
+        let bin = exe.parent().unwrap().parent().unwrap().join("tablesnap");
+        assert!(
+            bin.exists(),
+            "{} is missing: build the agent first (`cargo build --workspace`)",
+            bin.display()
+        );
+        let data = tempfile::tempdir().unwrap();
+        let log = data.path().with_extension("log");
+        let out = std::fs::File::create(&log).unwrap();
+        let listen = format!("{ip}:{port}");
+        let mut args = vec!["--http-listen", listen.as_str(), "--log-format", "json"];
+        args.extend_from_slice(store_args);
+        let child = std::process::Command::new(&bin)
+            .args(&args)
+            .env("AWS_ACCESS_KEY_ID", "GKtest")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "garage")
+            .arg(data.path())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("the agent starts");
+        let agent = AgentProcess { child, data, log };
+        wait_for(
+            &format!("the agent's report on {listen}"),
+            Duration::from_secs(30),
+            || async { std::net::TcpStream::connect(&listen).ok().map(|_| ()) },
+        )
+        .await;
+        agent
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
