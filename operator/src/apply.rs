@@ -421,9 +421,9 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
         })
     };
 
-    // One StatefulSet rollout at a time: a change rolls every pod of its target, and per-rack
-    // StatefulSets rolled together would take one node of every rack down at once. (A
-    // CassandraDatacenter is rolled by cass-operator, rack by rack, and is not held back.)
+    // One rollout at a time: a change rolls every pod of its target, and per-rack StatefulSets
+    // (or several CassandraDatacenters of one cluster, each rolled rack by rack by
+    // cass-operator) rolled together would take a node of every rack down at once.
     let mut rolling: Option<String> = plan.targets.iter().find_map(|p| {
         let up_to_date = matches!(
             p.outcome,
@@ -432,9 +432,17 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
                 ..
             }
         );
-        let sts = statefulsets.iter().find(|s| s.name_any() == p.name);
-        (p.kind == TargetKind::StatefulSet && up_to_date && sts.is_some_and(status::rolling_out))
-            .then(|| format!("{} {}", p.kind.as_str(), p.name))
+        let rolls = match p.kind {
+            TargetKind::StatefulSet => statefulsets
+                .iter()
+                .find(|s| s.name_any() == p.name)
+                .is_some_and(status::rolling_out),
+            TargetKind::CassandraDatacenter => datacenters
+                .iter()
+                .find(|d| d.name_any() == p.name)
+                .is_some_and(status::datacenter_rolling_out),
+        };
+        (up_to_date && rolls).then(|| format!("{} {}", p.kind.as_str(), p.name))
     });
     let mut targets = Vec::new();
     for planned in &plan.targets {
@@ -442,12 +450,11 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
         let mut outcome = planned.outcome.clone();
         let mut applied_now = false;
         if let (
-            TargetKind::StatefulSet,
             Outcome::Apply {
                 up_to_date: false, ..
             },
             Some(other),
-        ) = (kind, &outcome, &rolling)
+        ) = (&outcome, &rolling)
         {
             outcome = Outcome::Skip(Problem {
                 reason: "WaitingForRollout",
@@ -478,9 +485,7 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
                 Ok(Some(problem)) => outcome = Outcome::Skip(problem),
                 Ok(None) => {
                     applied_now = true;
-                    if kind == TargetKind::StatefulSet {
-                        rolling = Some(format!("{} {target}", kind.as_str()));
-                    }
+                    rolling = Some(format!("{} {target}", kind.as_str()));
                 }
                 // Refused (admission policy, quota, validation): this target reports it, the
                 // others go on.

@@ -34,6 +34,32 @@ pub fn rolling_out(sts: &k8s_openapi::api::apps::v1::StatefulSet) -> bool {
         || st.ready_replicas.unwrap_or(0) < replicas
 }
 
+/// Whether cass-operator is still rolling a CassandraDatacenter: it has not seen the latest spec
+/// (`status.observedGeneration`), or says `cassandraOperatorProgress: Updating`, or a condition
+/// `Updating` or `RollingRestart` is True. A datacenter that cass-operator has never reconciled
+/// (no status) is not rolling.
+pub fn datacenter_rolling_out(dc: &kube::api::DynamicObject) -> bool {
+    let Some(status) = dc.data.get("status") else {
+        return false;
+    };
+    let seen = status.get("observedGeneration").and_then(|g| g.as_i64());
+    let behind = seen.is_some_and(|g| g < dc.metadata.generation.unwrap_or(0));
+    let updating = status
+        .get("cassandraOperatorProgress")
+        .and_then(|p| p.as_str())
+        == Some("Updating");
+    let condition = status
+        .get("conditions")
+        .and_then(|c| c.as_array())
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            matches!(c["type"].as_str(), Some("Updating" | "RollingRestart"))
+                && c["status"] == "True"
+        });
+    behind || updating || condition
+}
+
 /// An agent whose oldest waiting file was seen longer ago than this does not protect its pod
 /// (an upload of a very large SSTable may take this long; a stuck one must show).
 pub const MAX_UNSHIPPED_AGE: i64 = 30 * 60;
@@ -636,6 +662,38 @@ mod tests {
             cond(&s, "Degraded")
         );
         assert!(!settled(&s));
+    }
+
+    #[test]
+    fn a_datacenter_rolls_while_cass_operator_says_so() {
+        let dc = |generation: i64, status: serde_json::Value| {
+            let mut d: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+                "apiVersion": "cassandra.datastax.com/v1beta1", "kind": "CassandraDatacenter",
+                "metadata": {"name": "dc1", "generation": generation}, "status": status
+            }))
+            .unwrap();
+            if d.data["status"].is_null() {
+                d.data.as_object_mut().unwrap().remove("status");
+            }
+            d
+        };
+        let ready = serde_json::json!({"observedGeneration": 3, "cassandraOperatorProgress": "Ready",
+            "conditions": [{"type": "Ready", "status": "True"}, {"type": "Updating", "status": "False"}]});
+        assert!(!datacenter_rolling_out(&dc(3, ready.clone())));
+        assert!(
+            datacenter_rolling_out(&dc(4, ready.clone())),
+            "spec not seen yet"
+        );
+        let mut updating = ready.clone();
+        updating["cassandraOperatorProgress"] = "Updating".into();
+        assert!(datacenter_rolling_out(&dc(3, updating)));
+        let mut restart = ready;
+        restart["conditions"][1] = serde_json::json!({"type": "RollingRestart", "status": "True"});
+        assert!(datacenter_rolling_out(&dc(3, restart)));
+        assert!(
+            !datacenter_rolling_out(&dc(1, serde_json::Value::Null)),
+            "never reconciled"
+        );
     }
 
     #[test]

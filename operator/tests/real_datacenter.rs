@@ -226,6 +226,7 @@ async fn cassandra_datacenter_merges_from_v1_32_and_is_left_alone_before_v1_24()
     // Back to the current CRD for anything that runs later.
     common::install_crd(&client, V1_32).await;
     common::drop_namespace(&client, &ns).await;
+    two_datacenters_roll_one_at_a_time(&client).await;
     assert_eq!(
         after, before,
         "the user's podTemplateSpec was replaced by an atomic-list apply"
@@ -250,4 +251,89 @@ async fn cassandra_datacenter_merges_from_v1_32_and_is_left_alone_before_v1_24()
         .unwrap();
     assert_eq!(resolved.status, "False");
     assert_eq!(resolved.reason, "PodTemplateListsNotMergeable");
+}
+
+/// cass-operator's status of a datacenter, as it writes it.
+async fn cass_operator_says(client: &Client, ns: &str, dc: &str, progress: &str, seen: bool) {
+    let dcs = datacenters(client, ns);
+    let generation = dcs.get(dc).await.unwrap().metadata.generation.unwrap();
+    let observed = if seen { generation } else { generation - 1 };
+    dcs.patch_status(
+        dc,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"cassandraOperatorProgress": progress, "observedGeneration": observed}})),
+    )
+    .await
+    .unwrap();
+}
+
+async fn target_states(client: &Client, ns: &str) -> Vec<(String, bool, Option<String>)> {
+    let ts = Api::<TableSnap>::namespaced(client.clone(), ns)
+        .get("nightly")
+        .await
+        .unwrap();
+    let mut v: Vec<_> = ts
+        .status
+        .unwrap_or_default()
+        .targets
+        .into_iter()
+        .map(|t| (t.name, t.injected, t.reason))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Two datacenters of one cluster (v1.32.0 CRD): the second gets the sidecar only once
+/// cass-operator reports the first rolled out, so that no two racks restart a node at once.
+async fn two_datacenters_roll_one_at_a_time(client: &Client) {
+    let ns = common::namespace(client, "dc-two").await;
+    let dcs = datacenters(client, &ns);
+    for name in ["dc-a", "dc-b"] {
+        let mut dc = user_datacenter();
+        dc["metadata"] = json!({"name": name, "labels": {"backup": "tablesnap"}});
+        dcs.patch(name, &PatchParams::apply("kubectl"), &Patch::Apply(dc))
+            .await
+            .unwrap();
+        cass_operator_says(client, &ns, name, "Ready", true).await;
+    }
+    let mut ts = tablesnap(&ns);
+    ts.spec.targets =
+        serde_json::from_value(json!({"selector": {"matchLabels": {"backup": "tablesnap"}}}))
+            .unwrap();
+    Api::<TableSnap>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &ts)
+        .await
+        .unwrap();
+    let waiting = Some("WaitingForRollout".to_string());
+    reconcile_passes(client, &ns, 2).await;
+    assert_eq!(
+        target_states(client, &ns).await,
+        [
+            ("dc-a".into(), true, None),
+            ("dc-b".into(), false, waiting.clone())
+        ],
+        "dc-a changed and cass-operator has not seen it yet: dc-b waits"
+    );
+    cass_operator_says(client, &ns, "dc-a", "Updating", true).await;
+    reconcile_passes(client, &ns, 1).await;
+    assert_eq!(
+        target_states(client, &ns).await[1],
+        ("dc-b".into(), false, waiting),
+        "dc-a is rolling: dc-b waits"
+    );
+    cass_operator_says(client, &ns, "dc-a", "Ready", true).await;
+    reconcile_passes(client, &ns, 1).await;
+    assert_eq!(
+        target_states(client, &ns).await,
+        [("dc-a".into(), true, None), ("dc-b".into(), true, None)],
+        "dc-a rolled out: dc-b gets the sidecar"
+    );
+    let _ = Api::<TableSnap>::namespaced(client.clone(), &ns)
+        .patch(
+            "nightly",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await;
+    common::drop_namespace(client, &ns).await;
 }
