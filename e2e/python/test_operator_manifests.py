@@ -170,7 +170,7 @@ LEAST_PRIVILEGE = {
     ("ClusterRole", "tablesnap.io", "tablesnaps/status", ("patch",)),
     ("ClusterRole", "apps", "statefulsets", ("list", "patch", "watch")),
     ("ClusterRole", "cassandra.datastax.com", "cassandradatacenters", ("list", "patch", "watch")),
-    ("ClusterRole", "", "pods", ("list",)),
+    ("ClusterRole", "", "pods", ("create", "delete", "list")),
     ("ClusterRole", "events.k8s.io", "events", ("create", "patch")),
     ("Role", "coordination.k8s.io", "leases", ("create",)),
     ("Role", "coordination.k8s.io", "leases", ("get", "patch")),

@@ -21,7 +21,7 @@ use crate::render::{
     self, FIELD_MANAGER, HASH_ANNOTATION, OWNER_ANNOTATION, SCRATCH_VOLUME, SIDECAR_NAME,
 };
 use crate::resolve::{self, Candidate, DataVolume, Problem, Resolution};
-use crate::{cleanup, report, status};
+use crate::{cleanup, preflight, report, status};
 
 /// The finalizer that makes deletion remove the sidecars first.
 pub const FINALIZER: &str = "tablesnap.io/cleanup";
@@ -444,11 +444,53 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
         };
         (up_to_date && rolls).then(|| format!("{} {}", p.kind.as_str(), p.name))
     });
+    // The pre-flight check, before the first template changes for a new agent configuration:
+    // an image that cannot be pulled or a Secret that does not exist must not reach the pods.
+    let first_change = plan.targets.iter().find_map(|p| match &p.outcome {
+        Outcome::Apply {
+            up_to_date: false,
+            data,
+            ..
+        } => Some(data.clone()),
+        _ => None,
+    });
+    let mut preflight_passed = previous.and_then(|s| s.preflight_passed.clone());
+    let mut preflight_problem: Option<Problem> = None;
+    if let Some(data) = first_change {
+        let sidecar = render::sidecar(ts, &data);
+        let hash = preflight::hash(ts, &sidecar);
+        if preflight_passed.as_deref() != Some(hash.as_str()) {
+            match check_preflight(client, ts, &namespace, &sidecar).await? {
+                preflight::Verdict::Passed => preflight_passed = Some(hash),
+                preflight::Verdict::Pending(message) => {
+                    preflight_problem = Some(Problem {
+                        reason: "WaitingForPreflight",
+                        message,
+                    })
+                }
+                preflight::Verdict::Failed { message, .. } => {
+                    preflight_problem = Some(Problem {
+                        reason: "PreflightFailed",
+                        message,
+                    })
+                }
+            }
+        }
+    }
     let mut targets = Vec::new();
     for planned in &plan.targets {
         let (kind, target) = (planned.kind, planned.name.as_str());
         let mut outcome = planned.outcome.clone();
         let mut applied_now = false;
+        if let (
+            Outcome::Apply {
+                up_to_date: false, ..
+            },
+            Some(problem),
+        ) = (&outcome, &preflight_problem)
+        {
+            outcome = Outcome::Skip(problem.clone());
+        }
         if let (
             Outcome::Apply {
                 up_to_date: false, ..
@@ -559,12 +601,12 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
             Outcome::Skip(problem) => {
                 ctx.metrics.skipped.inc();
                 let before = was(kind, target).and_then(|t| t.reason.as_deref());
-                if problem.reason == "WaitingForRollout" {
+                if matches!(problem.reason, "WaitingForRollout" | "WaitingForPreflight") {
                     tracing::info!(tablesnap = %name, kind = kind.as_str(), target, message = %problem.message, "waiting for a rollout");
                 } else if before != Some(problem.reason) {
                     tracing::warn!(tablesnap = %name, kind = kind.as_str(), target, reason = problem.reason, message = %problem.message, "skipped a target");
                     let reason = match problem.reason {
-                        "Conflict" | "ApplyFailed" => problem.reason,
+                        "Conflict" | "ApplyFailed" | "PreflightFailed" => problem.reason,
                         _ => "TargetSkipped",
                     };
                     publish(
@@ -592,15 +634,71 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
     }
 
     let now = Time(jiff::Timestamp::now());
-    let new_status = status::compute(targets, ts.metadata.generation, previous, now);
+    let mut new_status = status::compute(targets, ts.metadata.generation, previous, now);
+    new_status.preflight_passed = preflight_passed;
     if previous != Some(&new_status) {
         patch_status(client, &namespace, &name, &new_status).await?;
     }
-    Ok(if status::settled(&new_status) {
+    // Pods are not watched: look at the pre-flight pod again soon.
+    Ok(if preflight_problem.is_some() {
+        Action::requeue(Duration::from_secs(5))
+    } else if status::settled(&new_status) {
         Action::requeue(Duration::from_secs(300))
     } else {
         Action::requeue(Duration::from_secs(30))
     })
+}
+
+/// The pre-flight pod of this configuration: created when missing, its verdict read, deleted once
+/// it passed (or [`preflight::RETRY_AFTER_SECONDS`] after it failed, to try again); pods of this
+/// TableSnap's earlier configurations are deleted.
+async fn check_preflight(
+    client: &Client,
+    ts: &TableSnap,
+    namespace: &str,
+    sidecar: &k8s_openapi::api::core::v1::Container,
+) -> Result<preflight::Verdict> {
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace);
+    let wanted = preflight::pod(ts, sidecar);
+    let name = wanted.name_any();
+    let ours = ListParams::default().labels(&format!("{}={}", preflight::LABEL, ts.name_any()));
+    for stale in pods.list(&ours).await?.items {
+        if stale.name_any() != name {
+            delete_pod(&pods, &stale.name_any()).await?;
+        }
+    }
+    // A list by name, not a get: the operator's RBAC has no `get` on pods.
+    let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
+    let Some(live) = pods.list(&by_name).await?.items.into_iter().next() else {
+        match pods.create(&Default::default(), &wanted).await {
+            Ok(_) => {
+                tracing::info!(tablesnap = %ts.name_any(), pod = %name, "started the pre-flight pod")
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+        return Ok(preflight::verdict(&wanted));
+    };
+    let verdict = preflight::verdict(&live);
+    let phase = live.status.as_ref().and_then(|s| s.phase.as_deref());
+    let age = live
+        .creation_timestamp()
+        .map_or(0, |t| jiff::Timestamp::now().as_second() - t.0.as_second());
+    // A failed pod stays for `kubectl describe` until it is old enough to try again.
+    if verdict == preflight::Verdict::Passed
+        || (phase == Some("Failed") && age > preflight::RETRY_AFTER_SECONDS)
+    {
+        delete_pod(&pods, &name).await?;
+    }
+    Ok(verdict)
+}
+
+async fn delete_pod(pods: &Api<Pod>, name: &str) -> Result<()> {
+    match pods.delete(name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Ask the agent of each pod that runs it with `config` for its report, at most

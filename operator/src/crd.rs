@@ -341,6 +341,10 @@ pub struct TableSnapStatus {
     /// One entry per selected target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetStatus>,
+    /// The agent configuration whose pre-flight pod passed (its hash); a new configuration is
+    /// checked again before any pod template changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight_passed: Option<String>,
 }
 
 /// The state of one target.

@@ -10,6 +10,7 @@ pub mod cleanup;
 pub mod crd;
 pub mod error;
 pub mod metrics;
+pub mod preflight;
 pub mod render;
 pub mod report;
 pub mod resolve;

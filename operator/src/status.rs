@@ -385,6 +385,7 @@ pub fn compute(
         target_count: count(targets.len()),
         conditions,
         targets,
+        preflight_passed: previous.and_then(|p| p.preflight_passed.clone()),
     }
 }
 

@@ -70,7 +70,9 @@ fn tablesnap(ns: &str) -> TableSnap {
 async fn reconcile_passes(client: &Client, ns: &str, passes: usize) {
     let api: Api<TableSnap> = Api::namespaced(client.clone(), ns);
     let ctx = context(client);
-    for _ in 0..passes {
+    // One pass more than the callers count: the pre-flight pod's (the test plays its kubelet).
+    for _ in 0..passes + 1 {
+        common::kubelet_passes_preflight(client, ns).await;
         let Some(ts) = api.get_opt("nightly").await.unwrap() else {
             return;
         };

@@ -212,6 +212,7 @@ async fn has_sidecar(client: &Client, ns: &str) -> bool {
 
 /// Inject, see the status, delete, see the sidecar go: what the operator must be allowed to do.
 async fn scenario(client: &Client, ns: &str, operator: &common::Operator) {
+    let _kubelet = common::background_preflight_kubelet(client, ns);
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     sts.create(&PostParams::default(), &statefulset())
         .await
@@ -377,6 +378,7 @@ async fn the_charts_rbac_is_sufficient_and_least() {
             common::token_kubeconfig(&client, &ns, "op", &kubeconfig).await;
             let operator =
                 common::Operator::start(&kubeconfig, &ns, "op-0", dir.join(format!("{ns}.log")));
+            let _kubelet = common::background_preflight_kubelet(&client, &ns);
             let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
             sts.create(&PostParams::default(), &statefulset())
                 .await
@@ -476,6 +478,7 @@ async fn two_replicas_elect_one_leader_and_killing_it_hands_over() {
         "the holder's field manager names it: {managers:?}"
     );
 
+    let _kubelet = common::background_preflight_kubelet(&client, &ns);
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     sts.create(&PostParams::default(), &statefulset())
         .await

@@ -69,7 +69,9 @@ async fn rolled_pod(client: &Client, ns: &str, agent: Value) -> Result<Pod, Stri
     let tss: Api<TableSnap> = Api::namespaced(client.clone(), ns);
     tss.create(&PostParams::default(), &ts).await.unwrap();
     let ctx = context(client);
-    for _ in 0..2 {
+    // The finalizer, the pre-flight pod (the test plays its kubelet), the apply.
+    for _ in 0..3 {
+        common::kubelet_passes_preflight(client, ns).await;
         reconcile(Arc::new(tss.get("nightly").await.unwrap()), ctx.clone())
             .await
             .unwrap();

@@ -105,7 +105,9 @@ async fn a_refused_apply_is_reported_and_the_other_targets_go_on() {
     tss.create(&PostParams::default(), &ts).await.unwrap();
     let ctx = context(&client);
     let mut results = Vec::new();
-    for _ in 0..2 {
+    // The finalizer, the pre-flight pod (the test plays its kubelet), the apply.
+    for _ in 0..3 {
+        common::kubelet_passes_preflight(&client, &ns).await;
         results.push(
             reconcile(Arc::new(tss.get("nightly").await.unwrap()), ctx.clone())
                 .await

@@ -63,7 +63,9 @@ async fn rack_runs(client: &Client, ns: &str, rack: &str, hash: Option<&str>) {
 async fn reconciled(client: &Client, ns: &str) -> TableSnapStatus {
     let api: Api<TableSnap> = Api::namespaced(client.clone(), ns);
     let ctx = context(client);
-    for _ in 0..2 {
+    // The finalizer, the pre-flight pod (the test plays its kubelet), the apply.
+    for _ in 0..3 {
+        common::kubelet_passes_preflight(client, ns).await;
         reconcile(Arc::new(api.get("nightly").await.unwrap()), ctx.clone())
             .await
             .unwrap();

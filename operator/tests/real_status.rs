@@ -24,7 +24,9 @@ const WAIT: Duration = Duration::from_secs(60);
 async fn reconciled(client: &Client, ns: &str) -> TableSnapStatus {
     let api: Api<TableSnap> = Api::namespaced(client.clone(), ns);
     let ctx = context(client);
-    for _ in 0..2 {
+    // The finalizer, the pre-flight pod (the test plays its kubelet), the apply.
+    for _ in 0..3 {
+        common::kubelet_passes_preflight(client, ns).await;
         let ts = api.get("nightly").await.unwrap();
         reconcile(Arc::new(ts), ctx.clone()).await.unwrap();
     }
@@ -227,6 +229,43 @@ async fn ready_and_degraded_follow_the_pods_the_statefulset_controller_rolls() {
         (point.as_second() - before.as_second()).abs() <= 5,
         "idle agents: the recovery point is the time of their report ({point} vs {before})"
     );
+
+    // An unchanged world writes nothing: one more reconcile, as a ServiceAccount so that the
+    // API server's audit log shows every request it made, sends reads only (the recovery point
+    // moved by less than a step, so the status is not rewritten; the pre-flight check passed for
+    // this configuration, so no pod is created).
+    let live = Api::<TableSnap>::namespaced(client.clone(), &ns)
+        .get("nightly")
+        .await
+        .unwrap();
+    assert!(
+        live.status.as_ref().unwrap().preflight_passed.is_some(),
+        "{live:?}"
+    );
+    let sa_client = common::admin_service_account(&client, &ns, "steady").await;
+    let user = format!("system:serviceaccount:{ns}:steady");
+    let seen = common::audited(&user)
+        .expect("the audit log of e2e/scripts/k8s.sh")
+        .len();
+    reconcile(Arc::new(live), context(&sa_client))
+        .await
+        .unwrap();
+    let requests: Vec<_> = common::audited(&user).unwrap().split_off(seen);
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.verb == "list" && r.resource == "pods"),
+        "the reconcile's reads are in the audit log: {requests:?}"
+    );
+    let writes: Vec<_> = requests
+        .iter()
+        .filter(|r| matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "a reconcile of an unchanged world wrote: {writes:?}"
+    );
+    common::drop_admin_service_account(&client, &ns, "steady").await;
 
     // A spec change: the running agents have the old configuration until their pods roll.
     Api::<TableSnap>::namespaced(client.clone(), &ns)

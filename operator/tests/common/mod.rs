@@ -389,3 +389,92 @@ impl Drop for AgentProcess {
         let _ = std::fs::remove_file(&self.log);
     }
 }
+
+/// What a kubelet writes for the operator's pre-flight pods when the image pulls and the env
+/// resolves: the agent ran `--version` and exited 0.
+pub async fn kubelet_passes_preflight(client: &Client, ns: &str) {
+    use kube::ResourceExt;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+    let selector = kube::api::ListParams::default().labels(tablesnap_operator::preflight::LABEL);
+    let Ok(list) = pods.list(&selector).await else {
+        return;
+    };
+    for pod in list.items {
+        if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded") {
+            continue;
+        }
+        kubelet_finishes(client, ns, &pod.name_any(), 0).await;
+    }
+}
+
+/// The kubelet's status of a pre-flight pod whose agent exited with `code`.
+pub async fn kubelet_finishes(client: &Client, ns: &str, pod: &str, code: i32) {
+    let now = jiff::Timestamp::now().to_string();
+    let phase = if code == 0 { "Succeeded" } else { "Failed" };
+    let status = json!({"status": {"phase": phase, "startTime": now, "containerStatuses": [{
+        "name": "tablesnap", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "started": false,
+        "state": {"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }, "startedAt": now, "finishedAt": now}}}]}});
+    // The pod may be gone already (the operator deletes it once it passed).
+    let _ = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns)
+        .patch_status(pod, &PatchParams::default(), &Patch::Merge(status))
+        .await;
+}
+
+/// A kubelet for pre-flight pods in `ns`, in the background, for tests that run the operator as a
+/// process; stops when dropped.
+pub fn background_preflight_kubelet(client: &Client, ns: &str) -> Background {
+    let (client, ns) = (client.clone(), ns.to_owned());
+    Background(tokio::spawn(async move {
+        loop {
+            kubelet_passes_preflight(&client, &ns).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }))
+}
+
+/// A background task, aborted when dropped.
+pub struct Background(tokio::task::JoinHandle<()>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A client for a ServiceAccount `sa` in `ns` bound to `cluster-admin`: its requests are in the
+/// audit log (which records ServiceAccounts only).
+pub async fn admin_service_account(client: &Client, ns: &str, sa: &str) -> Client {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    let account: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": sa}})).unwrap();
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &account)
+        .await
+        .unwrap();
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": format!("{ns}-{sa}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]
+    }))
+    .unwrap();
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    token_kubeconfig(client, ns, sa, file.path()).await;
+    let kubeconfig = Kubeconfig::read_from(file.path()).unwrap();
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// Drop what [`admin_service_account`] made that the namespace does not take with it.
+pub async fn drop_admin_service_account(client: &Client, ns: &str, sa: &str) {
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    let _ = Api::<ClusterRoleBinding>::all(client.clone())
+        .delete(&format!("{ns}-{sa}"), &DeleteParams::default())
+        .await;
+}
