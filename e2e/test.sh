@@ -102,7 +102,7 @@ export TABLESNAP_TARGET_DIR="$root/target/debug"
 "$venv/bin/python" -m pytest -q e2e/python
 
 step "Kubernetes e2e (the local control plane, or the cluster KUBECONFIG names)"
-e2e/k8s/run.sh
+E2E_PYTHON="$venv/bin/python" e2e/k8s/run.sh
 
 done_step
 printf '\nall steps: %d s\n' "$((SECONDS - t_all))"

@@ -14,6 +14,11 @@
 #   auto    (default) local when the cluster has no nodes, else deploy
 #   OPERATOR_IMAGE  the operator image   (deploy; default: the one in deploy/)
 #   AGENT_IMAGE     the tablesnap image  (default: the operator's built-in default)
+#   AGENT_BIN       local: the agent binary fake-kubelet.py runs (default target/debug/tablesnap)
+#   E2E_PYTHON      a Python with boto3, to read the shipped file back from the bucket
+# With TABLESNAP_TEST_S3_ENDPOINT/_BUCKET and AWS_* set (e2e/scripts/garage.sh) and the local
+# operator, the agents ship to that server and the scenario waits for Ready (every agent reports
+# that it ships) and reads a file back; otherwise it checks that the agents say they wait.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -40,6 +45,10 @@ step() { echo "== $*"; }
 fail() {
   echo "FAILED: $*" >&2
   kubectl -n "$ns" get tablesnap,statefulset,pods -o wide >&2 || true
+  if [ -n "${kubelet_log:-}" ] && [ -f "$kubelet_log" ]; then
+    echo "-- last lines of fake-kubelet ($kubelet_log):" >&2; tail -n 20 "$kubelet_log" >&2
+    for f in "$work"/kubelet/*.log; do [ -f "$f" ] && { echo "-- $f:" >&2; tail -n 10 "$f" >&2; }; done
+  fi
   if [ -n "${operator_log:-}" ] && [ -f "$operator_log" ]; then
     echo "-- last lines of the operator's log ($operator_log):" >&2; tail -n 40 "$operator_log" >&2
   fi
@@ -110,8 +119,23 @@ step "a small StatefulSet with a data claim"
 kubectl delete namespace "$ns" --ignore-not-found --wait=true --timeout="${timeout_s}s" >/dev/null
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f -
 if [ -z "$(kubectl get nodes -o name 2>/dev/null)" ]; then
-  python3 "$here/e2e/scripts/fake-kubelet.py" "$ns" > "$work/fake-kubelet.log" 2>&1 &
+  # No kubelet: fake-kubelet.py writes pod status and runs the sidecar (the real agent binary)
+  # and the operator's pre-flight pods as local processes, each pod on its own loopback address.
+  agent_bin="${AGENT_BIN:-$here/target/debug/tablesnap}"
+  [ -x "$agent_bin" ] || (cd "$here" && cargo build -q -p tablesnap --bin tablesnap)
+  TABLESNAP_AGENT_BIN="$agent_bin" FAKE_KUBELET_DIR="$work/kubelet" \
+    python3 "$here/e2e/scripts/fake-kubelet.py" "$ns" > "$work/fake-kubelet.log" 2>&1 &
   pids+=($!)
+  kubelet_log="$work/fake-kubelet.log"
+fi
+# Storage for the agents: the test S3 server when the test command started one (and the agents
+# run here), else an endpoint that does not resolve, where each agent must say it waits.
+if [ "$mode" = local ] && [ -n "${TABLESNAP_TEST_S3_ENDPOINT:-}" ] && [ -n "${TABLESNAP_TEST_BUCKET:-}" ]; then
+  endpoint="$TABLESNAP_TEST_S3_ENDPOINT"; bucket="$TABLESNAP_TEST_BUCKET"; storage=real
+  key_id="$AWS_ACCESS_KEY_ID"; secret_key="$AWS_SECRET_ACCESS_KEY"; region="${AWS_REGION:-garage}"
+else
+  endpoint="http://storage.invalid:3900"; bucket="e2e-backups"; storage=none
+  key_id="GKe2e"; secret_key="e2e"; region="garage"
 fi
 kubectl -n "$ns" apply -f - <<'YAML'
 apiVersion: apps/v1
@@ -142,7 +166,7 @@ spec:
         resources: {requests: {storage: 100Mi}}
 YAML
 
-step "a TableSnap selecting it"
+step "a TableSnap selecting it, whose credentials Secret does not exist yet (storage: $storage)"
 agent_image_line=""
 if [ -n "${AGENT_IMAGE:-}" ]; then agent_image_line="image: ${AGENT_IMAGE}"; fi
 kubectl -n "$ns" apply -f - <<YAML
@@ -151,10 +175,13 @@ kind: TableSnap
 metadata:
   name: e2e
 spec:
-  bucket: e2e-backups
-  endpoint: http://storage.invalid:3900
-  region: garage
+  bucket: ${bucket}
+  endpoint: ${endpoint}
+  region: ${region}
   mode: generic
+  credentials:
+    mode: Secret
+    secretRef: {name: e2e-s3}
   targets:
     selector:
       matchLabels: {backup: tablesnap}
@@ -171,6 +198,14 @@ status_is() { # JSONPATH EXPECTED
   [ "$(kubectl -n "$ns" get tablesnap e2e -o jsonpath="$1")" = "$2" ]
 }
 
+wait_for "the pre-flight pod fails on the missing Secret (status PreflightFailed)" \
+  status_is '{.status.conditions[?(@.type=="TargetsResolved")].reason}' PreflightFailed
+sidecar_absent || fail "the pod template changed although the pre-flight check failed"
+kubectl -n "$ns" get events --field-selector reason=PreflightFailed -o name | grep -q . \
+  || fail "no PreflightFailed event"
+step "create the Secret: the pre-flight pod runs, then the sidecar is injected"
+kubectl -n "$ns" create secret generic e2e-s3 \
+  --from-literal=AWS_ACCESS_KEY_ID="$key_id" --from-literal=AWS_SECRET_ACCESS_KEY="$secret_key"
 wait_for "the sidecar is in the StatefulSet's pod template" sidecar_present
 [ "$(kubectl -n "$ns" get statefulset cass -o jsonpath='{.spec.template.spec.initContainers[0].restartPolicy}')" = "Always" ] \
   || fail "the sidecar is not a native sidecar"
@@ -182,7 +217,31 @@ wait_for "status: one target, Injected" status_is '{.status.conditions[?(@.type=
 status_is '{.status.targets[0].volume}' data || fail "status names the wrong volume"
 status_is '{.status.targets[0].mountPath}' /var/lib/cassandra || fail "status names the wrong mount path"
 wait_for "the agent runs in the pod (status podsReady 1/1)" status_is '{.status.targets[0].podsReady}/{.status.targets[0].podsTotal}' 1/1
-wait_for "status: Ready" status_is '{.status.conditions[?(@.type=="Ready")].status}' True
+if [ "$storage" = real ]; then
+  wait_for "every agent reports that it ships (podsProtected 1/1, Ready)" \
+    status_is '{.status.targets[0].podsProtected}/{.status.conditions[?(@.type=="Ready")].status}' 1/True
+  [ -n "$(kubectl -n "$ns" get tablesnap e2e -o jsonpath='{.status.targets[0].oldestRecoveryPoint}')" ] \
+    || fail "no oldestRecoveryPoint in the status"
+  if [ -n "${kubelet_log:-}" ] && [ -n "${E2E_PYTHON:-}" ]; then
+    step "a file written into the pod's data volume lands in the bucket"
+    data_dir="$work/kubelet/cass-0/data"
+    echo "e2e $(date +%s)" > "$data_dir/.e2e-nb-1-big-Data.db"
+    mv "$data_dir/.e2e-nb-1-big-Data.db" "$data_dir/nb-1-big-Data.db"
+    key="$ns/cass-0:$data_dir/nb-1-big-Data.db"
+    in_bucket() {
+      "$E2E_PYTHON" - "$endpoint" "$bucket" "$key" <<'PY'
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1])
+body = s3.get_object(Bucket=sys.argv[2], Key=sys.argv[3])["Body"].read()
+sys.exit(0 if body.startswith(b"e2e ") else 1)
+PY
+    }
+    wait_for "s3://$bucket/$key read back by an S3 client" in_bucket
+  fi
+else
+  wait_for "the agent says it waits for its bucket (Degraded AgentsNotShipping)" \
+    status_is '{.status.conditions[?(@.type=="Degraded")].reason}' AgentsNotShipping
+fi
 kubectl -n "$ns" get tablesnap e2e
 
 step "delete the TableSnap: the sidecar goes, the StatefulSet stays"

@@ -602,7 +602,7 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
                 ctx.metrics.skipped.inc();
                 let before = was(kind, target).and_then(|t| t.reason.as_deref());
                 if matches!(problem.reason, "WaitingForRollout" | "WaitingForPreflight") {
-                    tracing::info!(tablesnap = %name, kind = kind.as_str(), target, message = %problem.message, "waiting for a rollout");
+                    tracing::info!(tablesnap = %name, kind = kind.as_str(), target, message = %problem.message, "waiting before changing the pod template");
                 } else if before != Some(problem.reason) {
                     tracing::warn!(tablesnap = %name, kind = kind.as_str(), target, reason = problem.reason, message = %problem.message, "skipped a target");
                     let reason = match problem.reason {
