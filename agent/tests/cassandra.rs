@@ -26,6 +26,7 @@ both_backends!(
     restart_with_b_compares_by_list_without_reading_files,
     in_place_rewrites_are_shipped_when_their_write_ends,
     include_rule_selects_whole_sstables,
+    indexes_never_precede_their_files_while_they_happen,
 );
 
 fn start(b: &Backend, roots: &[&Path], extra: &[&str]) -> Agent {
@@ -617,5 +618,94 @@ async fn include_rule_selects_whole_sstables(b: Backend) {
     assert_shipped(&store, &keep.dir, &keep.live_files()).await;
     let keys = all_keys(&store).await;
     assert!(!keys.iter().any(|k| k.contains("/ks2/")), "{keys:#?}");
+    agent.stop();
+}
+
+/// Ordering, checked while it happens: a watcher lists the bucket over and over during flushes
+/// and compactions (one compaction held pending across a flush and its index), and the moment an
+/// index is first seen, every file it names must already be in the bucket. The index written
+/// while the compaction is pending names its inputs (still live), never its output.
+async fn indexes_never_precede_their_files_while_they_happen(b: Backend) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let mut t = Table::new(&data, "ks", "order", Ver::V50Big, 11);
+    let agent = start(&b, &[&data], &[]);
+    let store = Arc::new(b.store().await);
+    let dir = t.dir.to_str().unwrap().to_string();
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (store, done, dir) = (store.clone(), done.clone(), dir.clone());
+        tokio::spawn(async move {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut violations = Vec::new();
+            let mut rounds = 0u64;
+            // Until told to stop, and one listing more, so that every index is checked.
+            loop {
+                let last_round = done.load(Ordering::SeqCst);
+                rounds += 1;
+                for o in store.list("testhost:").await.unwrap_or_default() {
+                    if !o.key.ends_with("-listdir.json") || !seen.insert(o.key.clone()) {
+                        continue;
+                    }
+                    let body = store.get_bytes(&o.key).await.unwrap();
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    for n in v[dir.as_str()].as_array().into_iter().flatten() {
+                        let file = format!("testhost:{dir}/{}", n.as_str().unwrap());
+                        if store.head(&file).await.unwrap().is_none() {
+                            violations.push(format!(
+                                "{} named {file} before it was in the bucket",
+                                o.key
+                            ));
+                        }
+                    }
+                }
+                if last_round {
+                    break;
+                }
+            }
+            (seen.len(), violations, rounds)
+        })
+    };
+    let mut flushed = vec![];
+    for _ in 0..6 {
+        flushed.push(t.flush());
+    }
+    // A compaction written but not committed, and a flush (and its index) meanwhile.
+    let pending = t.begin("compaction", flushed[..3].to_vec());
+    let during = t.flush();
+    let listed = index(&store, &t.dir, &during.data()).await;
+    for input in &flushed[..3] {
+        assert!(
+            listed.contains(&input.data()),
+            "a pending compaction's input is live: {listed:?}"
+        );
+    }
+    assert!(
+        !listed.contains(&pending.sstable.data()),
+        "the index named an uncommitted compaction's output: {listed:?}"
+    );
+    let compacted = t.commit(pending, false);
+    for _ in 0..4 {
+        t.flush();
+    }
+    let after = index(&store, &t.dir, &compacted.data()).await;
+    assert!(!after.contains(&flushed[0].data()), "{after:?}");
+    let last = t.flush();
+    let listed = index(&store, &t.dir, &last.data()).await;
+    assert_eq!(listed, t.live_files().keys().cloned().collect::<Vec<_>>());
+    done.store(true, Ordering::SeqCst);
+    let (indexes, violations, rounds) = watcher.await.unwrap();
+    eprintln!("{indexes} indexes seen in {rounds} listings");
+    // One index per flush and per compaction (13), each checked when first seen.
+    let written = all_keys(&store)
+        .await
+        .iter()
+        .filter(|k| k.ends_with("-listdir.json"))
+        .count();
+    assert_eq!(indexes, written, "every index was checked");
+    assert!(written >= 13, "{written} indexes");
+    assert!(violations.is_empty(), "{violations:#?}");
     agent.stop();
 }

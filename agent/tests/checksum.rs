@@ -309,3 +309,80 @@ async fn md5_on_start_compares_the_crc(b: Backend) {
     );
     agent.stop();
 }
+
+/// Issue 13: indexes honour `--storage-class` and SSE like data objects. A recording proxy in
+/// front of the real Garage (which accepts both headers and reports neither) keeps every request
+/// head: every PUT and every multipart initiation, of files and of indexes, carries
+/// `x-amz-storage-class` and `x-amz-server-side-encryption`.
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_class_and_sse_reach_every_put_indexes_included() {
+    use support::fault::{Plan, Proxy};
+    let b = Backend::garage().await;
+    let Backend::Garage { endpoint, bucket } = &b else {
+        unreachable!()
+    };
+    let proxy = Proxy::start(
+        endpoint.trim_start_matches("http://").into(),
+        Plan {
+            record: true,
+            ..Plan::clean(None)
+        },
+        1,
+    )
+    .await;
+    let via = Backend::Garage {
+        endpoint: proxy.endpoint(),
+        bucket: bucket.clone(),
+    };
+    let d = tempfile::tempdir().unwrap();
+    let agent = Agent::start(
+        &via,
+        &[
+            "--storage-class",
+            "STANDARD_IA",
+            "--with-sse",
+            "--max-upload-size",
+            "5",
+            "--multipart-chunk-size",
+            "5",
+        ],
+        &[d.path()],
+    );
+    let small = write_rename(d.path(), "s-Data.db", &data(1000, 1));
+    let big = write_rename(d.path(), "b-Data.db", &data(6 * MIB, 2));
+    let store = b.store().await;
+    for f in [&small, &big] {
+        wait_key(&store, &format!("testhost:{}-listdir.json", f.display())).await;
+    }
+    agent.stop();
+    let heads = proxy.injected.heads.lock().unwrap().clone();
+    // Object writes: a PUT without partNumber (single objects, indexes) or a POST ?uploads.
+    let writes: Vec<&String> = heads
+        .iter()
+        .filter(|h| {
+            let line = h.lines().next().unwrap_or("");
+            (line.starts_with("put ") && !line.contains("partnumber="))
+                || (line.starts_with("post ") && line.contains("?uploads"))
+        })
+        .collect();
+    let index_puts = writes
+        .iter()
+        .filter(|h| h.contains("-listdir.json"))
+        .count();
+    assert!(index_puts >= 2, "the indexes' PUTs: {writes:#?}");
+    assert!(
+        writes.iter().any(|h| h.starts_with("post ")),
+        "the multipart upload's initiation: {writes:#?}"
+    );
+    for h in &writes {
+        let line = h.lines().next().unwrap();
+        assert!(
+            h.contains("x-amz-storage-class: standard_ia"),
+            "no storage class on {line}"
+        );
+        assert!(
+            h.contains("x-amz-server-side-encryption: aes256"),
+            "no SSE on {line}"
+        );
+    }
+}

@@ -64,6 +64,76 @@ fn writer(
     })
 }
 
+/// How a fault test makes its files. Each fault that concerns shipping runs twice: plain files in
+/// generic mode with `--checksum md5`, and SSTables flushed the way Cassandra 5.0 writes them (the
+/// write simulator: components, transaction log, COMMIT) shipped in cassandra mode (`-r -a`) with
+/// `--checksum crc64nvme`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Variant {
+    Generic,
+    Cassandra,
+}
+
+impl Variant {
+    /// The agent's flags for this variant.
+    fn args(self) -> Vec<&'static str> {
+        match self {
+            Variant::Generic => vec![],
+            Variant::Cassandra => {
+                vec!["--mode", "cassandra", "-r", "-a", "--checksum", "crc64nvme"]
+            }
+        }
+    }
+
+    /// The report row's name.
+    fn fault(self, base: &str) -> String {
+        match self {
+            Variant::Generic => base.into(),
+            Variant::Cassandra => format!("{base} [cassandra mode, --checksum crc64nvme]"),
+        }
+    }
+
+    /// Writes about `n` files under `dir`, `pace` apart, in a thread that returns what the bucket
+    /// must hold (key → bytes): generic files as [`plan`] makes them, or SSTables of about eight
+    /// components each, flushed one by one (every component of every flushed SSTable).
+    fn load(
+        self,
+        dir: &Path,
+        n: usize,
+        big_every: usize,
+        seed: u64,
+        pace: Duration,
+    ) -> std::thread::JoinHandle<BTreeMap<String, Vec<u8>>> {
+        let dir = dir.to_path_buf();
+        match self {
+            Variant::Generic => {
+                let files = plan(n, big_every, seed);
+                let want = wanted(&dir, &files);
+                let w = writer(dir, files, pace);
+                std::thread::spawn(move || {
+                    w.join().unwrap();
+                    want
+                })
+            }
+            Variant::Cassandra => std::thread::spawn(move || {
+                let mut table = sim::Table::new(&dir, "ks", "events", sim::Ver::V50Big, seed);
+                let per = sim::Ver::V50Big.components().len();
+                for _ in 0..n.div_ceil(per) {
+                    table.flush();
+                    std::thread::sleep(pace * per as u32);
+                }
+                table
+                    .live_files()
+                    .into_iter()
+                    .map(|(name, body)| {
+                        (format!("testhost:{}", table.dir.join(name).display()), body)
+                    })
+                    .collect()
+            }),
+        }
+    }
+}
+
 /// The agent on `endpoint` with the credentials of `g` (only), watching `dir`.
 fn agent_on(g: &Garage, endpoint: &str, args: &[&str], dir: &Path) -> Agent {
     let mut cmd = Command::new(bin());
@@ -103,14 +173,22 @@ async fn wait_no_uploads(c: &aws_sdk_s3::Client, bucket: &str, timeout: Duration
 /// Fault 1: the only Garage server SIGKILLed and restarted several times during an ingest.
 #[tokio::test(flavor = "multi_thread")]
 async fn garage_killed_and_restarted_during_ingest() {
+    garage_killed_and_restarted(Variant::Generic).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garage_killed_and_restarted_during_ingest_cassandra() {
+    garage_killed_and_restarted(Variant::Cassandra).await;
+}
+
+async fn garage_killed_and_restarted(v: Variant) {
     let seed = seed("garage_killed_and_restarted_during_ingest");
     let mut rng = Rng::new(seed);
     let g = Garage::start(1);
     let d = tempfile::tempdir().unwrap();
-    let agent = agent_on(&g, &g.endpoint(1), FAST, d.path());
-    let files = plan(300, 30, seed);
-    let want = wanted(d.path(), &files);
-    let w = writer(d.path().to_path_buf(), files, Duration::from_millis(20));
+    let args = [FAST, &v.args()].concat();
+    let agent = agent_on(&g, &g.endpoint(1), &args, d.path());
+    let w = v.load(d.path(), 300, 30, seed, Duration::from_millis(20));
 
     let mut restarts = 0u64;
     while restarts < 4 || (!w.is_finished() && restarts < 8) {
@@ -120,14 +198,14 @@ async fn garage_killed_and_restarted_during_ingest() {
         g.restart(1);
         restarts += 1;
     }
-    w.join().unwrap();
+    let want = w.join().unwrap();
 
     let c = g.client(1).await;
     wait_all(&c, &g.bucket(), &want, Duration::from_secs(180)).await;
     let (verified, lost) = verify(&c, &g.bucket(), &want).await;
     let open = wait_no_uploads(&c, &g.bucket(), Duration::from_secs(60)).await;
     report(&Outcome {
-        fault: "Garage server SIGKILLed and restarted during ingest".into(),
+        fault: v.fault("Garage server SIGKILLed and restarted during ingest"),
         injected: restarts,
         expected: want.len(),
         verified,
@@ -146,14 +224,22 @@ async fn garage_killed_and_restarted_during_ingest() {
 /// Fault 2: a three-node Garage (replication factor 3); one node killed mid-run.
 #[tokio::test(flavor = "multi_thread")]
 async fn three_node_garage_loses_a_node() {
+    three_node_garage(Variant::Generic).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_node_garage_loses_a_node_cassandra() {
+    three_node_garage(Variant::Cassandra).await;
+}
+
+async fn three_node_garage(v: Variant) {
     let seed = seed("three_node_garage_loses_a_node");
     let g = Garage::start(3);
     let d = tempfile::tempdir().unwrap();
-    let agent = agent_on(&g, &g.endpoint(1), FAST, d.path());
-    let files = plan(200, 40, seed);
-    let want = wanted(d.path(), &files);
+    let args = [FAST, &v.args()].concat();
+    let agent = agent_on(&g, &g.endpoint(1), &args, d.path());
     let c = g.client(1).await;
-    let w = writer(d.path().to_path_buf(), files, Duration::from_millis(20));
+    let w = v.load(d.path(), 200, 40, seed, Duration::from_millis(20));
 
     // Kill node 3 once some files have landed.
     let start = Instant::now();
@@ -169,12 +255,12 @@ async fn three_node_garage_loses_a_node() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     g.kill(3);
-    w.join().unwrap();
+    let want = w.join().unwrap();
     wait_all(&c, &g.bucket(), &want, Duration::from_secs(180)).await;
     let (verified, lost) = verify(&c, &g.bucket(), &want).await;
     let open = open_uploads_of(&c, &g.bucket(), "").await;
     report(&Outcome {
-        fault: "3-node Garage (RF 3), one node SIGKILLed mid-run".into(),
+        fault: v.fault("3-node Garage (RF 3), one node SIGKILLed mid-run"),
         injected: 1,
         expected: want.len(),
         verified,
@@ -194,6 +280,15 @@ async fn three_node_garage_loses_a_node() {
 /// than the request timeout, 503 SlowDown answers.
 #[tokio::test(flavor = "multi_thread")]
 async fn fault_proxy_resets_stalls_and_slowdowns() {
+    fault_proxy(Variant::Generic).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fault_proxy_resets_stalls_and_slowdowns_cassandra() {
+    fault_proxy(Variant::Cassandra).await;
+}
+
+async fn fault_proxy(v: Variant) {
     let seed = seed("fault_proxy_resets_stalls_and_slowdowns");
     let b = Backend::garage().await;
     let Backend::Garage { endpoint, bucket } = &b else {
@@ -207,6 +302,7 @@ async fn fault_proxy_resets_stalls_and_slowdowns() {
         stall: Duration::from_secs(8),
         rate: None,
         pass_budget: Some((256 << 10, 24 << 20)),
+        record: false,
     };
     let proxy = Proxy::start(endpoint.trim_start_matches("http://").into(), plan_, seed).await;
     let via = Backend::Garage {
@@ -216,10 +312,10 @@ async fn fault_proxy_resets_stalls_and_slowdowns() {
     let d = tempfile::tempdir().unwrap();
     let mut args = FAST.to_vec();
     args[5] = "3"; // --request-timeout 3: the 8 s stalls are detected
+    args.extend(v.args());
     let agent = Agent::start(&via, &args, &[d.path()]);
-    let files = plan(250, 40, seed);
-    let want = wanted(d.path(), &files);
-    writer(d.path().to_path_buf(), files, Duration::from_millis(10))
+    let want = v
+        .load(d.path(), 250, 40, seed, Duration::from_millis(10))
         .join()
         .unwrap();
 
@@ -237,8 +333,9 @@ async fn fault_proxy_resets_stalls_and_slowdowns() {
     let conns = inj.connections.load(Ordering::Relaxed);
     // One run, one row: the three faults are mixed in it, so they share the outcome.
     report(&Outcome {
-        fault: "fault proxy: TCP resets mid-request, stalls beyond --request-timeout, 503 SlowDown"
-            .into(),
+        fault: v.fault(
+            "fault proxy: TCP resets mid-request, stalls beyond --request-timeout, 503 SlowDown",
+        ),
         injected: resets + cuts + stalls + slowdowns,
         expected: want.len(),
         verified,
@@ -270,7 +367,7 @@ async fn fault_proxy_resets_stalls_and_slowdowns() {
 /// part carries a checksum the server checks (Content-MD5 or the SigV4 payload hash with md5,
 /// CRC64NVME with crc64nvme, a CRC64NVME per part in both), so each corrupt request is refused
 /// and sent again: every object ends equal to its file. One run per checksum mode.
-async fn corrupt_bytes_in_transit_are_refused(checksum: &str) {
+async fn corrupt_bytes_in_transit_are_refused(checksum: &str, v: Variant) {
     let seed = seed("corrupt_bytes_in_transit_are_refused");
     let b = Backend::garage().await;
     let Backend::Garage { endpoint, bucket } = &b else {
@@ -287,12 +384,17 @@ async fn corrupt_bytes_in_transit_are_refused(checksum: &str) {
     };
     let d = tempfile::tempdir().unwrap();
     let mut args = FAST.to_vec();
-    args.extend(["--checksum", checksum]);
+    match v {
+        Variant::Generic => args.extend(["--checksum", checksum]),
+        Variant::Cassandra => {
+            assert_eq!(checksum, "crc64nvme", "the cassandra variant is crc64nvme");
+            args.extend(v.args());
+        }
+    }
     let agent = Agent::start(&via, &args, &[d.path()]);
     // Small files (from memory), mid-size single PUTs streamed from disk, multipart files.
-    let files = plan(60, 10, seed);
-    let want = wanted(d.path(), &files);
-    writer(d.path().to_path_buf(), files, Duration::from_millis(10))
+    let want = v
+        .load(d.path(), 60, 10, seed, Duration::from_millis(10))
         .join()
         .unwrap();
     let c = shared_client(endpoint);
@@ -306,9 +408,12 @@ async fn corrupt_bytes_in_transit_are_refused(checksum: &str) {
         .filter(|l| l.contains("upload failed") || l.contains("index not written yet"))
         .count();
     report(&Outcome {
-        fault: format!(
-            "one byte flipped in request bodies in transit (proxy), --checksum {checksum}"
-        ),
+        fault: match v {
+            Variant::Generic => format!(
+                "one byte flipped in request bodies in transit (proxy), --checksum {checksum}"
+            ),
+            Variant::Cassandra => v.fault("one byte flipped in request bodies in transit (proxy)"),
+        },
         injected: flips,
         expected: want.len(),
         verified,
@@ -326,17 +431,31 @@ async fn corrupt_bytes_in_transit_are_refused(checksum: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn corrupt_bytes_in_transit_are_refused_md5() {
-    corrupt_bytes_in_transit_are_refused("md5").await;
+    corrupt_bytes_in_transit_are_refused("md5", Variant::Generic).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_bytes_in_transit_are_refused_cassandra() {
+    corrupt_bytes_in_transit_are_refused("crc64nvme", Variant::Cassandra).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn corrupt_bytes_in_transit_are_refused_crc64nvme() {
-    corrupt_bytes_in_transit_are_refused("crc64nvme").await;
+    corrupt_bytes_in_transit_are_refused("crc64nvme", Variant::Generic).await;
 }
 
 /// Fault 4: the agent SIGKILLed at random moments and restarted with -B.
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_sigkilled_and_restarted() {
+    agent_sigkilled(Variant::Generic).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_sigkilled_and_restarted_cassandra() {
+    agent_sigkilled(Variant::Cassandra).await;
+}
+
+async fn agent_sigkilled(v: Variant) {
     let seed = seed("agent_sigkilled_and_restarted");
     let mut rng = Rng::new(seed);
     let b = Backend::garage().await;
@@ -346,10 +465,9 @@ async fn agent_sigkilled_and_restarted() {
     let d = tempfile::tempdir().unwrap();
     let mut args = FAST.to_vec();
     args.push("-B");
+    args.extend(v.args());
     let mut agent = Agent::start(&b, &args, &[d.path()]);
-    let files = plan(300, 25, seed);
-    let want = wanted(d.path(), &files);
-    let w = writer(d.path().to_path_buf(), files, Duration::from_millis(15));
+    let w = v.load(d.path(), 300, 25, seed, Duration::from_millis(15));
     let mut kills = 0u64;
     while kills < 5 || (!w.is_finished() && kills < 10) {
         tokio::time::sleep(rng.millis(200, 1500)).await;
@@ -358,17 +476,27 @@ async fn agent_sigkilled_and_restarted() {
         kills += 1;
         agent = Agent::start(&b, &args, &[d.path()]);
     }
-    w.join().unwrap();
+    let want = w.join().unwrap();
 
     let c = shared_client(endpoint);
     wait_all(&c, bucket, &want, Duration::from_secs(180)).await;
     let (verified, lost) = verify(&c, bucket, &want).await;
     // Nothing else under a final key (no stray or partial object).
     let listed = list_all(&c, bucket).await.unwrap();
-    let strays: Vec<_> = listed.keys().filter(|k| !want.contains_key(*k)).collect();
+    // An index (cassandra mode writes one per SSTable, named after its Data.db) is expected
+    // only beside a file the test wrote.
+    let strays: Vec<_> = listed
+        .keys()
+        .filter(|k| {
+            !want.contains_key(*k)
+                && !k
+                    .strip_suffix("-listdir.json")
+                    .is_some_and(|f| want.contains_key(f))
+        })
+        .collect();
     let open = wait_no_uploads(&c, bucket, Duration::from_secs(60)).await;
     report(&Outcome {
-        fault: "agent SIGKILLed at random moments, restarted with -B".into(),
+        fault: v.fault("agent SIGKILLed at random moments, restarted with -B"),
         injected: kills,
         expected: want.len(),
         verified,
@@ -384,33 +512,52 @@ async fn agent_sigkilled_and_restarted() {
 /// Fault 5: the inotify queue overflows (max_queued_events lowered) under a burst of files.
 #[tokio::test(flavor = "multi_thread")]
 async fn inotify_overflow_burst_lands_by_rescan() {
-    const N: usize = 20_000;
+    inotify_overflow(Variant::Generic).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inotify_overflow_burst_lands_by_rescan_cassandra() {
+    inotify_overflow(Variant::Cassandra).await;
+}
+
+async fn inotify_overflow(v: Variant) {
     let b = Backend::local();
     let d = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let agent = {
         // Only the agent's inotify instance, created while the limit is low, is bound by it.
         let _limit = QueuedEventsLimit::set(16);
-        Agent::start(
-            &b,
-            &[
-                "--rescan-interval",
-                "0",
-                "--without-index",
-                "--http-listen",
-                &addr,
-            ],
-            &[d.path()],
-        )
+        let mut args = vec![
+            "--rescan-interval",
+            "0",
+            "--without-index",
+            "--http-listen",
+            &addr,
+        ];
+        args.extend(v.args());
+        Agent::start(&b, &args, &[d.path()])
     };
     let t0 = Instant::now();
     let mut want = BTreeMap::new();
-    for i in 0..N {
-        let body = format!("small file {i}\n").into_bytes();
-        let p = d.path().join(format!("s-{i:05}"));
-        std::fs::write(&p, &body).unwrap();
-        want.insert(format!("testhost:{}", p.display()), body);
+    match v {
+        // 20,000 small files written in place.
+        Variant::Generic => {
+            for i in 0..20_000 {
+                let body = format!("small file {i}\n").into_bytes();
+                let p = d.path().join(format!("s-{i:05}"));
+                std::fs::write(&p, &body).unwrap();
+                want.insert(format!("testhost:{}", p.display()), body);
+            }
+        }
+        // 300 flushes (about 2,400 files) as fast as the simulator writes them.
+        Variant::Cassandra => {
+            want = v
+                .load(d.path(), 2_400, 0, 5, Duration::ZERO)
+                .join()
+                .unwrap();
+        }
     }
+    let n = want.len();
     agent.wait_for(Duration::from_secs(60), |l| {
         l.iter()
             .any(|v| v["message"] == "inotify queue overflowed; rescanning every watched path")
@@ -429,32 +576,32 @@ async fn inotify_overflow_burst_lands_by_rescan() {
     };
     let t = Instant::now();
     let mut verified = landed();
-    while verified < N && t.elapsed() < Duration::from_secs(300) {
+    while verified < n && t.elapsed() < Duration::from_secs(300) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         verified = landed();
     }
     eprintln!(
-        "{verified} of {N} verified {:?} after the overflow",
+        "{verified} of {n} verified {:?} after the overflow",
         t.elapsed()
     );
     eprintln!("burst verified {:?} after the overflow", t.elapsed());
     let m = http_get(&addr, "/metrics").await;
     let overflows = metric(&m, "tablesnap_inotify_overflows_total").unwrap_or(0.0);
     report(&Outcome {
-        fault: "inotify queue overflow (max_queued_events 16), a burst of small files".into(),
+        fault: v.fault("inotify queue overflow (max_queued_events 16), a burst of small files"),
         injected: overflows as u64,
         expected: want.len(),
         verified,
         lost: want.len() - verified,
         open_uploads: 0,
-        note: format!("{N} files; periodic rescans off, so they landed by the overflow rescan"),
+        note: format!("{n} files; periodic rescans off, so they landed by the overflow rescan"),
     });
     assert!(overflows >= 1.0, "metrics:\n{m}");
     assert!(
         m.contains("tablesnap_scan_duration_milliseconds{why=\"overflow\"}"),
         "{m}"
     );
-    assert_eq!(verified, N);
+    assert_eq!(verified, n);
     let log = agent.stop();
     eprintln!("agent stopped {:?} after the overflow", t.elapsed());
     let scans = log.matches("\"why\":\"overflow\"").count();
@@ -620,21 +767,37 @@ async fn compaction_deletes_and_unreadable_file() {
 /// at the next `--rescan-interval`, without any inotify event.
 #[tokio::test(flavor = "multi_thread")]
 async fn periodic_rescan_restores_a_lost_object() {
+    periodic_rescan(Variant::Generic).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn periodic_rescan_restores_a_lost_object_cassandra() {
+    periodic_rescan(Variant::Cassandra).await;
+}
+
+async fn periodic_rescan(v: Variant) {
     let b = Backend::garage().await;
     let Backend::Garage { endpoint, bucket } = &b else {
         unreachable!()
     };
     let d = tempfile::tempdir().unwrap();
-    let agent = Agent::start(
-        &b,
-        &["--rescan-interval", "1", "--without-index"],
-        &[d.path()],
-    );
-    let body = data(5000, 3);
-    let p = write_rename(d.path(), "lost-Data.db", &body);
-    let key = format!("testhost:{}", p.display());
+    let mut args = vec!["--rescan-interval", "1", "--without-index"];
+    args.extend(v.args());
+    let agent = Agent::start(&b, &args, &[d.path()]);
+    // One file (generic) or one flushed SSTable's Data.db (cassandra) is deleted from the bucket.
+    let all = v.load(d.path(), 1, 0, 3, Duration::ZERO).join().unwrap();
+    let (key, body) = all
+        .iter()
+        .find(|(k, _)| k.ends_with("Data.db"))
+        .map(|(k, b)| (k.clone(), b.clone()))
+        .unwrap_or_else(|| {
+            all.iter()
+                .next()
+                .map(|(k, b)| (k.clone(), b.clone()))
+                .unwrap()
+        });
     let store = b.store().await;
-    wait_object(&store, &key, 5000).await;
+    wait_object(&store, &key, body.len() as u64).await;
     let c = shared_client(endpoint);
     let deleted = c
         .delete_object()
@@ -652,7 +815,7 @@ async fn periodic_rescan_restores_a_lost_object() {
         .filter(|v| v["why"] == "periodic")
         .count();
     report(&Outcome {
-        fault: "object deleted from the bucket behind the agent".into(),
+        fault: v.fault("object deleted from the bucket behind the agent"),
         injected: u64::from(deleted),
         expected: want.len(),
         verified,

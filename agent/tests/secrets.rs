@@ -39,6 +39,7 @@ async fn secrets_never_appear_in_any_output() {
         stall: Duration::from_secs(5),
         rate: None,
         pass_budget: Some((64 << 10, 4 << 20)),
+        record: false,
     };
     let proxy = Proxy::start(endpoint.trim_start_matches("http://").into(), plan, 42).await;
     let c = shared_client(endpoint);

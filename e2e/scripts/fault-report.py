@@ -13,16 +13,24 @@ import json
 import sys
 
 # The rows a complete run of the fault suite writes (agent/tests/faults.rs, secrets.rs).
+CASSANDRA = " [cassandra mode, --checksum crc64nvme]"
 EXPECTED = [
     "Garage server SIGKILLed and restarted during ingest",
+    "Garage server SIGKILLed and restarted during ingest" + CASSANDRA,
     "3-node Garage (RF 3), one node SIGKILLed mid-run",
+    "3-node Garage (RF 3), one node SIGKILLed mid-run" + CASSANDRA,
     "fault proxy: TCP resets mid-request, stalls beyond --request-timeout, 503 SlowDown",
+    "fault proxy: TCP resets mid-request, stalls beyond --request-timeout, 503 SlowDown" + CASSANDRA,
     "one byte flipped in request bodies in transit (proxy), --checksum md5",
     "one byte flipped in request bodies in transit (proxy), --checksum crc64nvme",
+    "one byte flipped in request bodies in transit (proxy)" + CASSANDRA,
     "agent SIGKILLed at random moments, restarted with -B",
+    "agent SIGKILLed at random moments, restarted with -B" + CASSANDRA,
     "inotify queue overflow (max_queued_events 16), a burst of small files",
+    "inotify queue overflow (max_queued_events 16), a burst of small files" + CASSANDRA,
     "files deleted (compaction) during their multipart upload, and an unreadable file",
     "object deleted from the bucket behind the agent",
+    "object deleted from the bucket behind the agent" + CASSANDRA,
     "access denied, then bucket deleted (permanent errors)",
     "multipart upload left open by a killed run",
     "secrets searched in every output (env, -k/-s, refused key)",

@@ -444,6 +444,9 @@ pub struct Plan {
     pub rate: Option<u64>,
     /// Cut passing connections after a random budget of bytes in this range, if set.
     pub pass_budget: Option<(u64, u64)>,
+    /// Keep the head (request line and headers) of every request in [`Injected::heads`]; every
+    /// connection then goes through the request parser (with `flip_pct` 0 it changes nothing).
+    pub record: bool,
 }
 
 impl Plan {
@@ -457,6 +460,7 @@ impl Plan {
             stall: Duration::ZERO,
             rate,
             pass_budget: None,
+            record: false,
         }
     }
 }
@@ -480,6 +484,8 @@ pub struct Injected {
     pub budget_cuts: AtomicU64,
     /// Request bodies that had a byte flipped.
     pub flips: AtomicU64,
+    /// Request heads, with `Plan::record`.
+    pub heads: Mutex<Vec<String>>,
 }
 
 /// A TCP proxy on a loopback port in front of `target` that injects faults by `plan`.
@@ -508,7 +514,7 @@ impl Proxy {
                     let roll = r.range(0, 100);
                     // The first connections get one fault of each kind planned, whatever the dice say.
                     let kind = match n {
-                        _ if plan.flip_pct > 0 => Kind::Flip,
+                        _ if plan.flip_pct > 0 || plan.record => Kind::Flip,
                         0 if plan.stall_pct > 0 => Kind::Stall,
                         1 if plan.slowdown_pct > 0 => Kind::SlowDown,
                         2 if plan.reset_pct > 0 => Kind::Reset,
@@ -553,7 +559,7 @@ impl Proxy {
                             pipe(inbound, &target, plan.rate, budget, Some(&inj.budget_cuts)).await
                         }
                         Kind::Flip => {
-                            flip_bytes(inbound, &target, plan.flip_pct, seed ^ n, &inj.flips).await
+                            flip_bytes(inbound, &target, plan.flip_pct, seed ^ n, &inj).await
                         }
                     }
                 });
@@ -638,7 +644,8 @@ async fn pipe(
 /// Copies both ways, and flips one byte in the middle of each request body (a `Content-Length`
 /// above 0) with probability `pct`, as a bad NIC or a broken middlebox would; counts each flip.
 /// Requests on one connection follow each other (keep-alive): each is parsed in turn.
-async fn flip_bytes(inbound: TcpStream, target: &str, pct: u64, seed: u64, flips: &AtomicU64) {
+async fn flip_bytes(inbound: TcpStream, target: &str, pct: u64, seed: u64, inj: &Injected) {
+    let flips = &inj.flips;
     let Ok(outbound) = TcpStream::connect(target).await else {
         reset(&inbound);
         return;
@@ -679,6 +686,7 @@ async fn flip_bytes(inbound: TcpStream, target: &str, pct: u64, seed: u64, flips
                     i += 1;
                     if head.ends_with(b"\r\n\r\n") {
                         let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                        inj.heads.lock().unwrap().push(text.clone());
                         body_left = text
                             .lines()
                             .find_map(|l| l.strip_prefix("content-length:"))

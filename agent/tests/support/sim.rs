@@ -53,7 +53,7 @@ impl Ver {
         }
     }
     /// Components in write order (TOC.txt last for 3.0+; for 2.x the rename order, Summary last).
-    fn components(self) -> Vec<&'static str> {
+    pub fn components(self) -> Vec<&'static str> {
         match self {
             Ver::V21 | Ver::V22 => vec![
                 "Index.db",
