@@ -763,6 +763,109 @@ async fn compaction_deletes_and_unreadable_file() {
     agent.stop();
 }
 
+/// Fault 6 in cassandra mode: SSTables with large Data.db files (multipart, streamed from the
+/// pinned file) compacted away while their uploads run through a slow link, the staging directory
+/// on another filesystem (/dev/shm: hard links fail with EXDEV, files are pinned by open
+/// descriptors). Every input lands with the bytes it had, and the compaction's output too.
+#[tokio::test(flavor = "multi_thread")]
+async fn compaction_deletes_pinned_sstables_during_their_upload_cassandra() {
+    let v = Variant::Cassandra;
+    let seed = seed("compaction_deletes_pinned_sstables_during_their_upload");
+    let b = Backend::garage().await;
+    let Backend::Garage { endpoint, bucket } = &b else {
+        unreachable!()
+    };
+    // 2 MiB/s: a 5 MiB Data.db takes about 2.5 s to send.
+    let proxy = Proxy::start(
+        endpoint.trim_start_matches("http://").into(),
+        Plan::clean(Some(2 << 20)),
+        seed,
+    )
+    .await;
+    let via = Backend::Garage {
+        endpoint: proxy.endpoint(),
+        bucket: bucket.clone(),
+    };
+    let d = tempfile::tempdir().unwrap();
+    let staging = tempfile::tempdir_in("/dev/shm").unwrap();
+    let dev = |p: &Path| std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(p).unwrap());
+    assert_ne!(
+        dev(staging.path()),
+        dev(d.path()),
+        "/dev/shm is another filesystem"
+    );
+    let staging_dir = staging.path().join("staging");
+    let mut args = FAST.to_vec();
+    args.extend(v.args());
+    args.extend(["--staging-dir", staging_dir.to_str().unwrap()]);
+    // One upload at a time: while the first Data.db is sent, the others wait in the queue with
+    // only their pins (no open upload, no open read) to keep them.
+    args.extend(["--threads", "1"]);
+    let agent = Agent::start(&via, &args, &[d.path()]);
+    let mut t = sim::Table::new(d.path(), "ks", "big", sim::Ver::V50Big, seed);
+    t.data_len = Some((5 << 20)..(6 << 20));
+    let mut inputs = Vec::new();
+    for _ in 0..3 {
+        inputs.push(t.flush());
+    }
+    let table_dir = t.dir.clone();
+    let key = |name: &str| format!("testhost:{}", table_dir.join(name).display());
+    // What the inputs held, read before the compaction deletes them.
+    let mut want: BTreeMap<String, Vec<u8>> = t
+        .live_files()
+        .into_iter()
+        .map(|(n, body)| (key(&n), body))
+        .collect();
+    let c = shared_client(endpoint);
+    // Compact once an input's multipart upload is open: mid-upload.
+    let start = Instant::now();
+    while open_uploads_of(&c, bucket, "").await == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no multipart upload started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let uploading = open_uploads_of(&c, bucket, "").await;
+    let landed = list_all(&c, bucket).await.unwrap_or_default();
+    let waiting = inputs
+        .iter()
+        .filter(|s| !landed.contains_key(&key(&s.data())))
+        .count();
+    let output = t.compact(inputs.clone());
+    let deleted = inputs.iter().all(|s| !t.dir.join(s.data()).exists());
+    want.extend(
+        t.live_files()
+            .into_iter()
+            .filter(|(n, _)| n.starts_with(output.prefix.as_str()))
+            .map(|(n, body)| (key(&n), body)),
+    );
+    wait_all(&c, bucket, &want, Duration::from_secs(180)).await;
+    let (verified, lost) = verify(&c, bucket, &want).await;
+    let open = wait_no_uploads(&c, bucket, Duration::from_secs(60)).await;
+    let staged_left = std::fs::read_dir(&staging_dir).map_or(0, |r| r.count());
+    report(&Outcome {
+        fault: v.fault(
+            "SSTables compacted away during their multipart upload, staging on another filesystem",
+        ),
+        injected: inputs.len() as u64,
+        expected: want.len(),
+        verified,
+        lost,
+        open_uploads: open,
+        note: format!(
+            "{uploading} upload(s) open and {waiting} input Data.db not yet in the bucket when the compaction deleted them; {staged_left} staged entries left"
+        ),
+    });
+    assert!(deleted, "the compaction deleted its inputs");
+    assert!(
+        waiting >= 2,
+        "the compaction came too late: {waiting} inputs still to send"
+    );
+    assert_eq!((verified, lost, open), (want.len(), 0, 0));
+    agent.stop();
+}
+
 /// The periodic rescan: an object lost from the bucket behind the agent's back is uploaded again
 /// at the next `--rescan-interval`, without any inotify event.
 #[tokio::test(flavor = "multi_thread")]

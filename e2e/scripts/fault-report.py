@@ -29,6 +29,7 @@ EXPECTED = [
     "inotify queue overflow (max_queued_events 16), a burst of small files",
     "inotify queue overflow (max_queued_events 16), a burst of small files" + CASSANDRA,
     "files deleted (compaction) during their multipart upload, and an unreadable file",
+    "SSTables compacted away during their multipart upload, staging on another filesystem" + CASSANDRA,
     "object deleted from the bucket behind the agent",
     "object deleted from the bucket behind the agent" + CASSANDRA,
     "access denied, then bucket deleted (permanent errors)",

@@ -162,6 +162,8 @@ pub struct Table {
     pub live: Vec<SSTable>,
     pub rng: StdRng,
     pub incremental_backups: bool,
+    /// The size range of Data.db, when not the default (a few hundred KB).
+    pub data_len: Option<std::ops::Range<usize>>,
 }
 
 fn append_record(log: &Path, record: &str) {
@@ -204,6 +206,7 @@ impl Table {
             live: vec![],
             rng,
             incremental_backups: false,
+            data_len: None,
         }
     }
 
@@ -254,7 +257,10 @@ impl Table {
 
     fn content(&mut self, comp: &str) -> Vec<u8> {
         let len = match comp {
-            "Data.db" => self.rng.random_range(1_000..200_000),
+            "Data.db" => {
+                let range = self.data_len.clone().unwrap_or(1_000..200_000);
+                self.rng.random_range(range)
+            }
             "Index.db" | "Partitions.db" | "Rows.db" => self.rng.random_range(100..20_000),
             _ => self.rng.random_range(8..2_000),
         };
