@@ -444,4 +444,101 @@ mod tests {
             hash_file(&mut f, t.path(), 10, ChecksumKind::Crc64Nvme, None, false).unwrap_err();
         assert!(matches!(err, Error::Integrity(_)), "{err}");
     }
+
+    /// Issue 13 (mutation testing): what a multipart upload sends with its parts, in both modes,
+    /// and nothing for a single PUT.
+    #[test]
+    fn part_crcs_only_for_multipart_uploads() {
+        let crc = Digest::Crc64Nvme {
+            whole: 5,
+            parts: vec![2, 3],
+        };
+        assert_eq!(crc.part_crcs(), Some((5, &[2u64, 3][..])));
+        let single = Digest::Crc64Nvme {
+            whole: 5,
+            parts: vec![],
+        };
+        assert_eq!(single.part_crcs(), None);
+        let md5 = Digest::Md5(
+            "ab".into(),
+            Some(PartCrcs {
+                whole: 7,
+                parts: vec![4],
+            }),
+        );
+        assert_eq!(md5.part_crcs(), Some((7, &[4u64][..])));
+        let md5_single = Digest::Md5(
+            "ab".into(),
+            Some(PartCrcs {
+                whole: 7,
+                parts: vec![],
+            }),
+        );
+        assert_eq!(md5_single.part_crcs(), None);
+        assert_eq!(Digest::Md5("ab".into(), None).part_crcs(), None);
+    }
+
+    /// Issue 13 (mutation testing): with MD5 a multipart upload still gets the CRCs of its parts
+    /// and of the whole file; a single PUT (no part size, or 0) gets none.
+    #[test]
+    fn md5_mode_keeps_part_crcs_for_multipart_only() {
+        let data: Vec<u8> = (0..700_001u32).map(|i| (i * 31 + i / 7) as u8).collect();
+        let (t, mut f) = file_of(&data);
+        let (d, _) = hash_file(
+            &mut f,
+            t.path(),
+            data.len() as u64,
+            ChecksumKind::Md5,
+            Some(300_000),
+            false,
+        )
+        .unwrap();
+        let want = PartCrcs {
+            whole: crc64(&data),
+            parts: data.chunks(300_000).map(crc64).collect(),
+        };
+        assert_eq!(d, Digest::Md5(md5_hex(&data), Some(want)));
+        for part_size in [None, Some(0)] {
+            for kind in [ChecksumKind::Md5, ChecksumKind::Crc64Nvme] {
+                let (t, mut f) = file_of(&data);
+                let (d, _) =
+                    hash_file(&mut f, t.path(), data.len() as u64, kind, part_size, false).unwrap();
+                let want = match kind {
+                    ChecksumKind::Md5 => Digest::Md5(md5_hex(&data), None),
+                    ChecksumKind::Crc64Nvme => Digest::Crc64Nvme {
+                        whole: crc64(&data),
+                        parts: vec![],
+                    },
+                };
+                assert_eq!(d, want, "{kind:?} {part_size:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_names_and_combined_crcs() {
+        assert_eq!(Expected::Crc64Nvme(1).kind(), ChecksumKind::Crc64Nvme);
+        assert_eq!(Expected::Md5("ab".into()).kind(), ChecksumKind::Md5);
+        let c = crc64(b"abc");
+        let b64 = crc64_to_base64(c);
+        // Error messages name the checksum that did not match.
+        assert_eq!(
+            Expected::Crc64Nvme(c).to_string(),
+            format!("CRC64NVME {b64}")
+        );
+        assert_eq!(Expected::Md5("ab".into()).to_string(), "MD5 ab");
+        let d = Digest::Crc64Nvme {
+            whole: c,
+            parts: vec![],
+        };
+        assert_eq!(d.to_string(), format!("CRC64NVME {b64}"));
+        assert_eq!(Digest::Md5("cd".into(), None).to_string(), "MD5 cd");
+        assert!(is_plain_md5(&md5_hex(b"abc")));
+        assert!(!is_plain_md5("abc"));
+        assert!(!is_plain_md5(&"g".repeat(32)));
+        assert_eq!(
+            crc64_combine(crc64(b"abc"), crc64(b"defgh"), 5),
+            crc64(b"abcdefgh")
+        );
+    }
 }

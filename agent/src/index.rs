@@ -74,11 +74,11 @@ pub fn read_entries(dir: &Path, accepts: impl Fn(&str) -> bool) -> std::io::Resu
         if !accepts(&path.to_string_lossy()) {
             continue;
         }
-        let file = match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() => Some(Version::of(&m)),
-            Ok(_) => None,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(err) => return Err(err),
+        let file = match vanished_is_none(std::fs::symlink_metadata(&path))? {
+            Some(m) if m.is_file() => Some(Version::of(&m)),
+            Some(_) => None,
+            // Deleted since the listing (compacted away): not an entry any more.
+            None => continue,
         };
         out.push(Entry {
             name: e.file_name().to_string_lossy().into_owned(),
@@ -150,9 +150,9 @@ pub async fn run(
             }
             Ok(false) => {}
             Err(e) => {
-                let n = attempts.entry(dir.clone()).or_insert(0);
-                *n += 1;
-                let delay = crate::retry::delay(*n, crate::retry::CAP);
+                let n = failed_attempt(&mut attempts, &dir);
+                // Backs off further with each failure of the same directory.
+                let delay = crate::retry::delay(n, crate::retry::CAP);
                 tracing::warn!(dir = %dir.display(), error = %e, retry_in = ?delay, "index not written yet");
                 let tx = retry_tx.clone();
                 tokio::spawn(async move {
@@ -238,6 +238,22 @@ async fn read_dir(ctx: &Arc<Ctx>, dir: &Path) -> Result<Vec<Entry>> {
         .map_err(|e| crate::error::Error::io(dir, e))
 }
 
+/// Counts a failed attempt to write `dir`'s indexes; returns how many have failed so far.
+fn failed_attempt(attempts: &mut HashMap<PathBuf, u32>, dir: &Path) -> u32 {
+    let n = attempts.entry(dir.to_path_buf()).or_insert(0);
+    *n += 1;
+    *n
+}
+
+/// A file deleted between listing its directory and reading it is no error: `Ok(None)`.
+fn vanished_is_none<T>(r: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +292,57 @@ mod tests {
         ];
         let m = missing(Path::new("/d"), &entries, |p, _| p == Path::new("/d/a"));
         assert_eq!(m, vec![PathBuf::from("/d/b")]);
+    }
+
+    /// Issue 13 (mutation testing): the listing is the entries and, with --delete-on-backup,
+    /// the accepted names deleted since, sorted and each once.
+    #[test]
+    fn listing_merges_deleted_names() {
+        let v = Version {
+            size: 1,
+            mtime: Some((1, 1)),
+        };
+        let entries = vec![
+            Entry {
+                name: "a".into(),
+                file: Some(v),
+            },
+            Entry {
+                name: "c".into(),
+                file: None,
+            },
+        ];
+        let deleted = Some(vec!["b".into(), "a".into(), "x-tmp".into()]);
+        assert_eq!(
+            listing(&entries, deleted, |n| !n.contains("-tmp")),
+            vec!["a", "b", "c"]
+        );
+        assert_eq!(listing(&entries, None, |_| true), vec!["a", "c"]);
+    }
+
+    /// Issue 13 (mutation testing): only a file that vanished is skipped; other errors stay.
+    #[test]
+    fn only_vanished_files_are_skipped() {
+        use std::io::{Error, ErrorKind};
+        assert_eq!(vanished_is_none(Ok(3)).unwrap(), Some(3));
+        let gone: std::io::Result<u8> = Err(Error::from(ErrorKind::NotFound));
+        assert_eq!(vanished_is_none(gone).unwrap(), None);
+        let denied: std::io::Result<u8> = Err(Error::from(ErrorKind::PermissionDenied));
+        assert_eq!(
+            vanished_is_none(denied).unwrap_err().kind(),
+            ErrorKind::PermissionDenied
+        );
+    }
+
+    /// Issue 13 (mutation testing): failures are counted per directory, so the backoff grows.
+    #[test]
+    fn failed_attempts_count_per_directory() {
+        let mut a = HashMap::new();
+        let (d, e) = (Path::new("/d"), Path::new("/e"));
+        assert_eq!(failed_attempt(&mut a, d), 1);
+        assert_eq!(failed_attempt(&mut a, d), 2);
+        assert_eq!(failed_attempt(&mut a, e), 1);
+        assert_eq!(failed_attempt(&mut a, d), 3);
     }
 
     #[test]

@@ -435,4 +435,29 @@ mod tests {
         );
         assert_eq!(dir_kind(Path::new("/d/ks/backups")), DirKind::Table);
     }
+
+    /// Issue 13 (mutation testing): a table directory needs a name and a 32-digit hex id, and
+    /// below a snapshot tag only an index directory belongs to the snapshot.
+    #[test]
+    fn near_miss_directories_are_tables() {
+        for parent in [
+            "/d/ks/t-0123abc",
+            "/d/ks/-0123456789abcdef0123456789abcdef",
+            "/d/ks/t-0123456789abcdef0123456789abcdeg",
+        ] {
+            let p = Path::new(parent);
+            assert_eq!(dir_kind(&p.join("backups")), DirKind::Table, "{parent}");
+            assert_eq!(
+                dir_kind(&p.join("snapshots/s1")),
+                DirKind::Table,
+                "{parent}"
+            );
+        }
+        let t = Path::new(T);
+        assert_eq!(dir_kind(&t.join("snapshots/s1/sub")), DirKind::Table);
+        assert_eq!(dir_kind(&t.join("snapshots/.s1/sub/x")), DirKind::Table);
+        // An index directory is in backups/ only below a table's backups/.
+        assert_eq!(dir_kind(&t.join("sub/.idx")), DirKind::Table);
+        assert_eq!(dir_kind(Path::new("/d/ks/backups/.idx")), DirKind::Table);
+    }
 }

@@ -265,4 +265,41 @@ mod tests {
         let t = parse_txn(&format!("{log}COMMIT:[,0,0][26"));
         assert!(!t.committed);
     }
+
+    /// Issue 13 (mutation testing): each part of a name is checked, so a near miss is `Other`.
+    #[test]
+    fn near_miss_names_are_other() {
+        for n in [
+            // Not a two-letter lower-case version.
+            "abc-1-big-Data.db",
+            "NB-1-big-Data.db",
+            "n-1-big-Data.db",
+            // Not a generation or id.
+            "nb--big-Data.db",
+            "nb-X1-big-Data.db",
+            "nb-1.5-big-Data.db",
+            // 2.1: not a keyspace or table name.
+            "-t-ka-1-Data.db",
+            "ks!-t-ka-1-Data.db",
+            "ks-t!-ka-1-Data.db",
+            "ks--ka-1-Data.db",
+            // A log that is not a transaction log, and a transaction name that is not a log.
+            "system.log",
+            "nb_txn_flush_7b0e2f10.json",
+        ] {
+            assert_eq!(parse_name(n), Name::Other, "{n}");
+        }
+        // Underscores and dots are allowed in 2.1 keyspace and table names.
+        assert_eq!(
+            parse_name("my_ks-my_t.idx-ka-1-Data.db"),
+            comp("my_ks-my_t.idx-ka-1-", "Data.db", Family::Legacy)
+        );
+    }
+
+    #[test]
+    fn records_without_a_path_add_and_remove_nothing() {
+        let t = parse_txn("ADD:[,0,0][1]\nREMOVE:[,0,0][2]\nCOMMIT:[,0,0][3]\n");
+        assert!(t.adds.is_empty() && t.removes.is_empty(), "{t:?}");
+        assert!(t.committed);
+    }
 }

@@ -226,6 +226,10 @@ mod tests {
             br#"["a"]"#,
             br#"{"/d/t": ["../etc/passwd"]}"#,
             br#"{"/d/t": [".."]}"#,
+            br#"{"/d/t": ["."]}"#,
+            br#"{"/d/t": [""]}"#,
+            br#"{"/d/t": ["a/b"]}"#,
+            br#"{"/d/t": ["a\u0000"]}"#,
             br#"{"/d/t": "a"}"#,
             b"not json",
         ] {
@@ -249,6 +253,24 @@ mod tests {
             vec!["h:/cl/CommitLog-7-2.log", "h:/cl/CommitLog-7-3.log"]
         );
         assert_eq!(commitlog_segments(&v, None, None).len(), 4);
+        // Issue 13 (mutation testing): a segment archived at the restore point itself holds
+        // writes up to it; the first one after it is still needed.
+        assert_eq!(
+            keys(commitlog_segments(&v, Some(20), Some(20))),
+            vec!["h:/cl/CommitLog-7-2.log", "h:/cl/CommitLog-7-3.log"]
+        );
+    }
+
+    /// Issue 13 (mutation testing): indexes outside the root are not restored with it.
+    #[test]
+    fn newest_per_dir_stays_below_the_root() {
+        let v = vec![
+            l("h:/d/t/nb-1-big-Data.db-listdir.json", 100),
+            l("h:/e/t/nb-1-big-Data.db-listdir.json", 100),
+            l("h:/d/u/nb-2-big-Data.db", 100),
+        ];
+        let per = newest_per_dir(&v, "h:/d/", None);
+        assert_eq!(per.keys().copied().collect::<Vec<_>>(), vec!["h:/d/t/"]);
     }
 
     #[test]
@@ -257,5 +279,8 @@ mod tests {
         assert_eq!(natural_cmp("nb-010", "nb-10"), Ordering::Equal);
         assert_eq!(natural_cmp("a", "b"), Ordering::Less);
         assert_eq!(natural_cmp("ab", "a"), Ordering::Greater);
+        // A digit against a letter is compared as bytes, not as a number.
+        assert_eq!(natural_cmp("nb-1", "nb-a"), Ordering::Less);
+        assert_eq!(natural_cmp("nb-a", "nb-1"), Ordering::Greater);
     }
 }
