@@ -491,6 +491,49 @@ fn sorted(mut v: Vec<(i32, String, Option<String>)>) -> Vec<(i32, String, Option
 type Row = (i32, String, Option<String>);
 
 /// Asserts that the rows read back are exactly those written, with a short message if not.
+/// A fault-report row from a real-node test: every component file of `dir` on disk now must be in
+/// the bucket with the same bytes, read back by an S3 client of its own (not the agent's store);
+/// `back` and `written` are the rows a restore read and the rows the test wrote.
+async fn report_real(
+    fault: &str,
+    injected: u64,
+    b: &Backend,
+    dir: &Path,
+    back: &[Row],
+    written: &[Row],
+) -> (usize, usize) {
+    let Backend::Garage { endpoint, bucket } = b else {
+        panic!("fault rows are measured against Garage")
+    };
+    let want: BTreeMap<String, Vec<u8>> = components(dir)
+        .into_iter()
+        .map(|(name, body)| (key(&dir.join(name)), body))
+        .collect();
+    let c = support::fault::shared_client(endpoint);
+    let (verified, lost) = support::fault::verify(&c, bucket, &want).await;
+    let open = support::fault::open_uploads_of(&c, bucket, "").await;
+    let restored = sorted(back.to_vec()) == sorted(written.to_vec());
+    support::fault::report(&support::fault::Outcome {
+        fault: format!("{fault} [real Cassandra 5.0]"),
+        injected,
+        expected: want.len(),
+        verified,
+        lost,
+        open_uploads: open,
+        note: format!(
+            "a restore read {} of {} rows written{}",
+            back.len(),
+            written.len(),
+            if restored {
+                ", all equal"
+            } else {
+                ", NOT equal"
+            }
+        ),
+    });
+    (verified, lost)
+}
+
 fn assert_rows(back: &[Row], written: &[Row]) {
     let want = sorted(written.to_vec());
     if back != want {
@@ -798,6 +841,16 @@ async fn agent_killed_during_compaction_restarts_with_b() {
     wait_index_is_disk(&store, &dir, &dir).await;
     let restored = slurp(&b, &dir, work.path());
     let back = import_and_read(&n, &ks, "restored", &[], &restored);
+    let (_, lost) = report_real(
+        "agent SIGKILLed during a compaction, restarted with -B",
+        1,
+        &b,
+        &dir,
+        &back,
+        &written,
+    )
+    .await;
+    assert_eq!(lost, 0);
     assert_rows(&back, &written);
     a.stop();
     checker.finish().await;
@@ -1405,6 +1458,16 @@ async fn garage_restarted_mid_flush() {
     wait_index_is_disk(&store, &dir, &dir).await;
     let restored = slurp(&b, &dir, work.path());
     let back = import_and_read(&n, &ks, "restored", &[], &restored);
+    let (_, lost) = report_real(
+        "Garage SIGKILLed while Cassandra flushed and compacted, then restarted",
+        1,
+        &b,
+        &dir,
+        &back,
+        &written,
+    )
+    .await;
+    assert_eq!(lost, 0);
     assert_rows(&back, &written);
     a.stop();
     checker.finish().await;

@@ -35,6 +35,8 @@ EXPECTED = [
     "access denied, then bucket deleted (permanent errors)",
     "multipart upload left open by a killed run",
     "secrets searched in every output (env, -k/-s, refused key)",
+    "agent SIGKILLed during a compaction, restarted with -B [real Cassandra 5.0]",
+    "Garage SIGKILLed while Cassandra flushed and compacted, then restarted [real Cassandra 5.0]",
 ]
 
 FIELDS = ("injected", "expected", "verified", "lost", "open_uploads")
