@@ -11,6 +11,9 @@
 #     --first-addr K            nodes on 127.0.0.K .. (default 1): a second cluster beside the first
 #     --env-prefix P            names of the exported variables (default TABLESNAP_TEST_CASSANDRA)
 #     --seed K                  join the cluster whose seed is 127.0.0.K (bootstraps: streams data in)
+#     --commitlog-archiving F   the node's commitlog_archiving.properties (Cassandra reads it from the
+#                               classpath: it is copied to DIR/nodeN/conf/, put first on it)
+#     --commitlog-segment-mib N commitlog_segment_size in MiB (default Cassandra's 32)
 #   cassandra.sh stop DIR               stop the nodes started under DIR (SIGTERM, then SIGKILL)
 #   cassandra.sh nodetool DIR [-n N] ARGS...   nodetool against node N (default 1); one JVM each call
 # Java: $CASSANDRA_JAVA_HOME, default the machine's Java 17 for 5.0 (never a Java 24+: Cassandra
@@ -119,7 +122,7 @@ nodetool() {
 
 start() {
   local nodes=1 version="${CASSANDRA_VERSION:-5.0}" compat="CASSANDRA_4" bti=0 uuid=false
-  local backups=true jbod=0 first=1 prefix=TABLESNAP_TEST_CASSANDRA seed=""
+  local backups=true jbod=0 first=1 prefix=TABLESNAP_TEST_CASSANDRA seed="" archiving="" segment=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --nodes) nodes="$2"; shift 2 ;;
@@ -132,6 +135,8 @@ start() {
       --first-addr) first="$2"; shift 2 ;;
       --env-prefix) prefix="$2"; shift 2 ;;
       --seed) seed="$2"; shift 2 ;;
+      --commitlog-archiving) archiving="$2"; shift 2 ;;
+      --commitlog-segment-mib) segment="$2"; shift 2 ;;
       *) echo "unknown option $1" >&2; exit 2 ;;
     esac
   done
@@ -212,6 +217,9 @@ YAML
       if [ "$bti" = 1 ]; then
         printf 'sstable:\n  selected_format: bti\n'
       fi
+      if [ -n "$segment" ]; then
+        printf 'commitlog_segment_size: %sMiB\n' "$segment"
+      fi
     } > "$nd/cassandra.yaml"
     cat > "$nd/logback.xml" <<XML
 <configuration scan="false">
@@ -246,7 +254,12 @@ XML
       fi
     done
     local tn=$SECONDS
-    nohup "$JAVA" "${opts[@]}" -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon \
+    mkdir -p "$nd/conf"
+    rm -f "$nd/conf/commitlog_archiving.properties"
+    if [ -n "$archiving" ]; then
+      cp "$archiving" "$nd/conf/commitlog_archiving.properties"
+    fi
+    nohup "$JAVA" "${opts[@]}" -cp "$nd/conf:$lib/*" org.apache.cassandra.service.CassandraDaemon \
       > "$nd/log/stdout.log" 2>&1 < /dev/null &
     local pid=$!
     echo "$pid" > "$nd/pid"
