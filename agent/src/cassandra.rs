@@ -268,6 +268,41 @@ async fn upload_pinned(
     Ok(Some(()))
 }
 
+/// Listings read again, at most, while a just-shipped SSTable is missing from its own index.
+const INDEX_REREADS: u32 = 20;
+/// The pause between those reads.
+const INDEX_REREAD_GAP: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether an index listing `names` names every file of `s`.
+fn names_itself(names: &[String], s: &SSTable) -> bool {
+    s.names.iter().all(|n| names.binary_search(n).is_ok())
+}
+
+/// The names an index of `dir` lists now: for `backups/` every file shipped from it (incremental
+/// backups are cumulative); else the live set, restricted to SSTables whose every file is in
+/// the bucket at its current version. Sorted.
+async fn index_names(ctx: &Arc<Ctx>, dir: &Path, backups: bool) -> Result<Vec<String>> {
+    let mut names = if backups {
+        ctx.shipped.names_in(dir)
+    } else {
+        let now = state(dir).await?;
+        let mut names = Vec::new();
+        for s in shippable(ctx, dir, &now) {
+            if s.names.iter().all(|n| {
+                now.files
+                    .get(n)
+                    .is_some_and(|v| ctx.shipped.has(&dir.join(n), v))
+            }) {
+                names.extend(s.names);
+            }
+        }
+        names
+    };
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
 async fn ship_sstables(ctx: &Arc<Ctx>, dir: &Path, backups: bool) -> Result<Shipped> {
     let mut done = Shipped::default();
     let st = state(dir).await?;
@@ -291,28 +326,30 @@ async fn ship_sstables(ctx: &Arc<Ctx>, dir: &Path, backups: bool) -> Result<Ship
     }
 
     if ctx.cfg.with_index {
-        let names = if backups {
-            // Incremental backups are cumulative: the index names every file shipped from here.
-            ctx.shipped.names_in(dir)
-        } else {
-            // The live set now, restricted to SSTables whose every file is in the bucket.
-            let now = state(dir).await?;
-            let mut names = Vec::new();
-            for s in shippable(ctx, dir, &now) {
-                if s.names.iter().all(|n| {
-                    now.files
-                        .get(n)
-                        .is_some_and(|v| ctx.shipped.has(&dir.join(n), v))
-                }) {
-                    names.extend(s.names);
-                }
+        // An index names its own SSTable, or it describes a moment that never was. A listing
+        // read while the directory changes (a transaction log being appended, a component being
+        // rewritten) may leave a just-shipped SSTable out: read again, a few times, while one
+        // that is still on disk is missing. One that stays missing (a component rewritten since
+        // it was shipped) gets its index when that component is shipped again.
+        let mut tries = 0;
+        let names = loop {
+            let names = index_names(ctx, dir, backups).await?;
+            let left_out = touched.iter().any(|s| {
+                !names_itself(&names, s) && s.data.as_ref().is_some_and(|d| dir.join(d).exists())
+            });
+            if !left_out || tries >= INDEX_REREADS {
+                break names;
             }
-            names.sort();
-            names
+            tries += 1;
+            tokio::time::sleep(INDEX_REREAD_GAP).await;
         };
         let body = Bytes::from(crate::index::body(dir, &names));
         for s in &touched {
             let Some(data) = &s.data else { continue };
+            if !names_itself(&names, s) {
+                tracing::debug!(dir = %dir.display(), data, "no index yet: the live set does not hold this SSTable whole");
+                continue;
+            }
             let key = ctx.cfg.keys.index_key(&dir.join(data));
             ctx.store
                 .put(
@@ -507,4 +544,29 @@ async fn index_exists(ctx: &Arc<Ctx>, manifest: &Path) -> Result<bool> {
         .head(&ctx.cfg.keys.index_key(manifest))
         .await?
         .is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_names_itself_only_with_every_file() {
+        let s = SSTable {
+            data: Some("nb-2-big-Data.db".into()),
+            names: vec!["nb-2-big-Data.db".into(), "nb-2-big-TOC.txt".into()],
+            prefix: "nb-2-big-".into(),
+        };
+        let all = vec![
+            "nb-1-big-Data.db".to_string(),
+            "nb-2-big-Data.db".into(),
+            "nb-2-big-TOC.txt".into(),
+        ];
+        assert!(names_itself(&all, &s));
+        assert!(!names_itself(&all[..2], &s), "a component left out");
+        assert!(
+            !names_itself(&[], &s),
+            "the empty listing seen once under load"
+        );
+    }
 }
