@@ -23,7 +23,24 @@ both_backends!(
     backup_at_start_lists_instead_of_heads,
     health_and_metrics_endpoint,
     md5_on_start_compares_content,
+    index_queues_the_files_it_finds_missing,
 );
+
+/// Issue 13 (mutation testing): a file of the directory that no event announced (on disk before
+/// the agent started, without -B) is queued by the index that needs it, and the index follows.
+async fn index_queues_the_files_it_finds_missing(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("ks").join("t-0123");
+    std::fs::create_dir_all(&dir).unwrap();
+    let early = data(3000, 7);
+    std::fs::write(dir.join("nb-1-big-Index.db"), &early).unwrap();
+    let _agent = Agent::start(&b, &[], &[&dir]);
+    let dat = write_rename(&dir, "nb-1-big-Data.db", &data(5000, 8));
+    let store = b.store().await;
+    wait_key(&store, &format!("testhost:{}-listdir.json", dat.display())).await;
+    let early_key = format!("testhost:{}", dir.join("nb-1-big-Index.db").display());
+    assert_eq!(&store.get_bytes(&early_key).await.unwrap()[..], &early[..]);
+}
 
 async fn rename_gives_key_metadata_and_index(b: Backend) {
     let d = tempfile::tempdir().unwrap();
