@@ -1472,3 +1472,134 @@ async fn garage_restarted_mid_flush() {
     a.stop();
     checker.finish().await;
 }
+
+/// Issue 14's foundation, measured on the real node: Cassandra 5.0's own commit-log archiving
+/// and point-in-time replay, as the point-in-time restore will drive them (a node of its own,
+/// 127.0.0.12, 1 MiB segments). Rows written at t1 (flushed), t2 and t3 (commit log only), a
+/// moment T between t2 and t3; the node stops, loses every SSTable written after the t1 flush and
+/// its whole commit log, and starts with `restore_directories` and `restore_point_in_time=T`:
+/// CQL sees exactly the rows of t1 and t2. What it shows: `archive_command` runs for each segment
+/// once it is closed (full), never for the segment still active at shutdown, so that one is not
+/// archived; segments are named `CommitLog-7-<id>.log` with consecutive ids.
+#[tokio::test(flavor = "multi_thread")]
+async fn cassandras_own_commitlog_archive_replays_to_a_point_in_time() {
+    let Some(shared) = node() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("pitr");
+    let archive = work.path().join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    let props = work.path().join("archive.properties");
+    std::fs::write(
+        &props,
+        format!(
+            "archive_command=/bin/ln %path {}/%name\n",
+            archive.display()
+        ),
+    )
+    .unwrap();
+    let options = |props: &Path| {
+        vec![
+            "--first-addr".to_string(),
+            "12".into(),
+            "--commitlog-archiving".into(),
+            props.display().to_string(),
+            "--commitlog-segment-mib".into(),
+            "1".into(),
+        ]
+    };
+    let args = options(&props);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cluster = OwnCluster::start(&shared.script, &dir, &args);
+    let n = Node {
+        dir: dir.clone(),
+        data: dir.join("node1/data"),
+        host: "127.0.0.12".into(),
+        consistency: "ONE",
+        script: shared.script.clone(),
+        python: shared.python.clone(),
+        cql_script: shared.cql_script.clone(),
+    };
+    let ks = keyspace("pitr");
+    create_keyspace(&n, &ks);
+    create_table(&n, &ks, "t", &[]);
+    let table = n.table_dir(&ks, "t");
+    // About 1 KiB a row: each phase fills about one segment.
+    let phase = |from: i32, to: i32| -> Vec<(i32, String, Option<String>)> {
+        (from..to)
+            .map(|i| (i, format!("{i}-{}", "x".repeat(900)), None))
+            .collect()
+    };
+    insert(&n, &ks, "t", &phase(0, 1000));
+    n.nodetool(&["flush", &ks, "t"]);
+    let at_flush: BTreeSet<String> = components(&table).into_keys().collect();
+    insert(&n, &ks, "t", &phase(1000, 2000));
+    // Cell timestamps are the coordinator's clock in microseconds and T has second precision:
+    // a second on either side of T keeps t2 before it and t3 after it.
+    std::thread::sleep(Duration::from_millis(1100));
+    let t = jiff::Timestamp::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    insert(&n, &ks, "t", &phase(2000, 3000));
+    drop(cluster);
+
+    let mut archived: Vec<String> = std::fs::read_dir(&archive)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    archived.sort();
+    eprintln!("archived: {archived:?}");
+    assert!(
+        archived.len() >= 2,
+        "closed segments are archived: {archived:?}"
+    );
+    let ids: Vec<u64> = archived
+        .iter()
+        .map(|a| {
+            a.strip_prefix("CommitLog-7-")
+                .and_then(|s| s.strip_suffix(".log"))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("segment name {a}"))
+        })
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive ids: {ids:?}"
+    );
+    let commitlog = dir.join("node1/commitlog");
+    let live: Vec<String> = std::fs::read_dir(&commitlog)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        live.iter().any(|l| !archived.contains(l)),
+        "the segment active at shutdown stays unarchived: live {live:?}, archived {archived:?}"
+    );
+
+    // The disaster: what the shutdown flushed and the whole commit log are lost.
+    for name in components(&table).into_keys() {
+        if !at_flush.contains(&name) {
+            std::fs::remove_file(table.join(name)).unwrap();
+        }
+    }
+    for l in &live {
+        std::fs::remove_file(commitlog.join(l)).unwrap();
+    }
+    let restore = work.path().join("restore.properties");
+    let point = t.strftime("%Y:%m:%d %H:%M:%S").to_string();
+    std::fs::write(
+        &restore,
+        format!(
+            "restore_command=/bin/cp -f %from %to\nrestore_directories={}\nrestore_point_in_time={point}\n",
+            archive.display()
+        ),
+    )
+    .unwrap();
+    let args = options(&restore);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _restored = OwnCluster::start(&shared.script, &dir, &args);
+    let ids: Vec<i32> = read_rows(&n, &ks, "t").into_iter().map(|r| r.0).collect();
+    assert_eq!(
+        ids,
+        (0..2000).collect::<Vec<_>>(),
+        "replayed to {point} (UTC): t1 and t2, none of t3"
+    );
+}
