@@ -166,4 +166,28 @@ mod tests {
             assert_eq!(content_type(name), None, "{name}");
         }
     }
+
+    /// Issue 13 (mutation testing): a data object carries `stat`, `md5sum` with an MD5 only, and
+    /// the guessed Content-Type; an index object is JSON.
+    #[test]
+    fn metadata_of_data_and_index_objects() {
+        let t = tempfile::NamedTempFile::new().unwrap();
+        let m = std::fs::metadata(t.path()).unwrap();
+        let md5 = Digest::Md5("900150983cd24fb0d6963f7d28e17f72".into(), None);
+        let o = ObjectMeta::for_file("h:/d/ks/t-1/nb-1-big-TOC.txt", &m, &md5);
+        assert_eq!(o.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(o.md5sum(), Some("900150983cd24fb0d6963f7d28e17f72"));
+        assert_eq!(o.user[STAT], stat_json(m.uid(), m.gid(), m.mode()));
+        let crc = Digest::Crc64Nvme {
+            whole: 1,
+            parts: vec![],
+        };
+        let o = ObjectMeta::for_file("h:/d/ks/t-1/nb-1-big-Data.db", &m, &crc);
+        assert_eq!(o.md5sum(), None);
+        assert!(o.user.contains_key(STAT));
+        assert_eq!(o.checksum_crc64nvme, None);
+        let j = ObjectMeta::json();
+        assert_eq!(j.content_type.as_deref(), Some("application/json"));
+        assert!(j.user.is_empty());
+    }
 }
