@@ -38,6 +38,7 @@ OPERATOR_DECISIONS=(operator/src/render.rs operator/src/resolve.rs operator/src/
 GATED=(
   agent/src/classify.rs agent/src/sstable.rs agent/src/ready.rs agent/src/index.rs
   agent/src/retention/mark.rs agent/src/restore/plan.rs agent/src/checksum.rs
+  agent/src/filter.rs agent/src/meta.rs
 )
 INDEX_TASK='(replace (run|settle|read_dir) | in (run|settle|read_dir)$)'
 
