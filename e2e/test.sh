@@ -89,6 +89,9 @@ export TABLESNAP_FAULT_REPORT="$work/fault-report.jsonl"
 rm -f "$TABLESNAP_FAULT_REPORT"
 cargo nextest run --workspace --locked --no-fail-fast
 
+step "mutation testing (30 mutants of the measured decision modules, fixed seed; README \"Mutation testing\")"
+e2e/scripts/mutants.sh --sample 30
+
 step "fault report (README \"Reliability\")"
 mkdir -p target
 python3 e2e/scripts/fault-report.py "$TABLESNAP_FAULT_REPORT" | tee target/fault-report.md
