@@ -19,6 +19,7 @@ const T: Duration = Duration::from_secs(30);
 both_backends!(
     delete_on_backup_index_lists_what_the_directory_held,
     delete_on_backup_index_after_a_restart,
+    a_directory_is_listed_once_a_run_and_nothing_shipped_is_sent_again,
     in_create_reships_a_file_whose_write_ends_later,
     toc_is_text_plain_like_the_python_tool,
 );
@@ -249,4 +250,47 @@ async fn wrong_region_is_a_config_error_not_an_outage() {
     assert!(agent.child.try_wait().unwrap().is_none(), "still running");
     agent.term();
     agent.wait_exit(T);
+}
+
+/// The index writer learns what an earlier run shipped from one LIST of the directory per run
+/// (issue 13: two mutants of `settle` survived, one LISTing at every index, one never, which
+/// uploads files of the earlier run again). Counted by the agent's own request metrics.
+async fn a_directory_is_listed_once_a_run_and_nothing_shipped_is_sent_again(b: Backend) {
+    use support::fault::{free_port, http_get, metric};
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("ks").join("t-3");
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = b.store().await;
+    let first = Agent::start(&b, &[], &[&dir]);
+    let f = write_rename(&dir, "f-Data.db", &data(700, 1));
+    index_names(&store, &f).await;
+    first.stop();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let second = Agent::start(&b, &["--http-listen", &addr], &[&dir]);
+    let mut want = vec!["f-Data.db".to_string()];
+    for i in 0..3 {
+        let name = format!("g{i}-Data.db");
+        let g = write_rename(&dir, &name, &data(800 + i, 2 + i as u64));
+        want.push(name);
+        want.sort();
+        assert_eq!(index_names(&store, &g).await, want);
+    }
+    let m = http_get(&addr, "/metrics").await;
+    let count = |kind: &str| {
+        metric(
+            &m,
+            &format!("tablesnap_storage_requests{{kind=\"{kind}\"}}"),
+        )
+    };
+    assert_eq!(
+        count("list"),
+        Some(1.0),
+        "one LIST for the directory in this run:\n{m}"
+    );
+    assert_eq!(
+        count("put"),
+        Some(6.0),
+        "three files and their three indexes, f-Data.db not again:\n{m}"
+    );
+    second.stop();
 }
