@@ -330,12 +330,6 @@ async fn two_datacenters_roll_one_at_a_time(client: &Client) {
         [("dc-a".into(), true, None), ("dc-b".into(), true, None)],
         "dc-a rolled out: dc-b gets the sidecar"
     );
-    let _ = Api::<TableSnap>::namespaced(client.clone(), &ns)
-        .patch(
-            "nightly",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-        )
-        .await;
+    common::release_finalizer(client, &ns).await;
     common::drop_namespace(client, &ns).await;
 }

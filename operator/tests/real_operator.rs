@@ -411,14 +411,7 @@ async fn the_charts_rbac_is_sufficient_and_least() {
             .await;
             drop(operator);
             // Release the finalizer ourselves: the crippled operator may not have.
-            let tss: Api<TableSnap> = Api::namespaced(client.clone(), &ns);
-            let _ = tss
-                .patch(
-                    "nightly",
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-                )
-                .await;
+            common::release_finalizer(&client, &ns).await;
             drop_cluster_role(&client, &ns).await;
             common::drop_namespace(&client, &ns).await;
             refused
@@ -533,13 +526,7 @@ async fn two_replicas_elect_one_leader_and_killing_it_hands_over() {
         },
     )
     .await;
-    let _ = tss
-        .patch(
-            "nightly",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-        )
-        .await;
+    common::release_finalizer(&client, &ns).await;
     drop(follower.take());
     drop_cluster_role(&client, &ns).await;
     common::drop_namespace(&client, &ns).await;

@@ -244,12 +244,6 @@ async fn a_missing_secret_or_an_unpullable_image_never_reaches_the_pod_template(
         "the template changed before the new image was checked"
     );
 
-    let _ = tss
-        .patch(
-            "nightly",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-        )
-        .await;
+    common::release_finalizer(&client, &ns).await;
     common::drop_namespace(&client, &ns).await;
 }

@@ -157,13 +157,7 @@ async fn a_refused_apply_is_reported_and_the_other_targets_go_on() {
     )
     .delete(&policy, &Default::default())
     .await;
-    let _ = tss
-        .patch(
-            "nightly",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-        )
-        .await;
+    common::release_finalizer(&client, &ns).await;
     common::drop_namespace(&client, &ns).await;
 
     assert!(

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tablesnap_operator::apply::reconcile;
@@ -143,12 +143,6 @@ async fn racks_roll_one_at_a_time() {
             .all(|t| t.injected && t.pods_ready == 1),
         "{status:?}"
     );
-    let _ = Api::<TableSnap>::namespaced(client.clone(), &ns)
-        .patch(
-            "nightly",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-        )
-        .await;
+    common::release_finalizer(&client, &ns).await;
     common::drop_namespace(&client, &ns).await;
 }

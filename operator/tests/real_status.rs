@@ -286,12 +286,6 @@ async fn ready_and_degraded_follow_the_pods_the_statefulset_controller_rolls() {
     assert_eq!(status.targets[0].pods_ready, 0, "{status:?}");
     assert_eq!(status.targets[0].pods_protected, 0, "{status:?}");
     // No operator runs to honour the finalizer: release it, so the namespace can go.
-    let _ = Api::<TableSnap>::namespaced(client.clone(), &ns)
-        .patch(
-            "nightly",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-        )
-        .await;
+    common::release_finalizer(&client, &ns).await;
     common::drop_namespace(&client, &ns).await;
 }

@@ -478,3 +478,15 @@ pub async fn drop_admin_service_account(client: &Client, ns: &str, sa: &str) {
         .delete(&format!("{ns}-{sa}"), &DeleteParams::default())
         .await;
 }
+
+/// Release the finalizer of TableSnap `nightly` in `ns` (no operator runs to honour it, or a
+/// crippled one may not have), so that the namespace can go.
+pub async fn release_finalizer(client: &Client, ns: &str) {
+    let _ = Api::<tablesnap_operator::crd::TableSnap>::namespaced(client.clone(), ns)
+        .patch(
+            "nightly",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await;
+}
