@@ -661,15 +661,18 @@ async fn check_preflight(
     let pods = Api::<Pod>::namespaced(client.clone(), namespace);
     let wanted = preflight::pod(ts, sidecar);
     let name = wanted.name_any();
+    // One LIST of this TableSnap's pre-flight pods (the operator's RBAC has no `get` on pods):
+    // the one of this configuration, and those of earlier ones, which go.
     let ours = ListParams::default().labels(&format!("{}={}", preflight::LABEL, ts.name_any()));
-    for stale in pods.list(&ours).await?.items {
-        if stale.name_any() != name {
-            delete_pod(&pods, &stale.name_any()).await?;
+    let mut live = None;
+    for pod in pods.list(&ours).await?.items {
+        if pod.name_any() == name {
+            live = Some(pod);
+        } else {
+            delete_pod(&pods, &pod.name_any()).await?;
         }
     }
-    // A list by name, not a get: the operator's RBAC has no `get` on pods.
-    let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
-    let Some(live) = pods.list(&by_name).await?.items.into_iter().next() else {
+    let Some(live) = live else {
         match pods.create(&Default::default(), &wanted).await {
             Ok(_) => {
                 tracing::info!(tablesnap = %ts.name_any(), pod = %name, "started the pre-flight pod")
