@@ -19,6 +19,7 @@ const T: Duration = Duration::from_secs(30);
 both_backends!(
     delete_on_backup_index_lists_what_the_directory_held,
     delete_on_backup_index_after_a_restart,
+    delete_on_backup_index_after_a_restart_names_no_earlier_index,
     a_directory_is_listed_once_a_run_and_nothing_shipped_is_sent_again,
     in_create_reships_a_file_whose_write_ends_later,
     toc_is_text_plain_like_the_python_tool,
@@ -112,6 +113,41 @@ async fn delete_on_backup_index_after_a_restart(b: Backend) {
     want.push("nb-2-big-Data.db".into());
     want.sort();
     assert_eq!(index_names(&store, &dat).await, want);
+}
+
+/// With `--delete-on-backup` the next run learns the directory's earlier files from one LIST of
+/// the bucket, which also returns the earlier run's index objects; those are not files of the
+/// directory and no index names them (issue 13: the mutant `|| with && in settle`, which recorded
+/// them as shipped files, survived the suite).
+async fn delete_on_backup_index_after_a_restart_names_no_earlier_index(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("ks").join("t-4");
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = b.store().await;
+    let first = Agent::start(&b, &["--delete-on-backup"], &[&dir]);
+    let mut want: Vec<String> = Vec::new();
+    for (i, c) in COMPONENTS.iter().enumerate() {
+        ship_and_delete(&store, &dir, c, &data(300 + i, i as u64)).await;
+        want.push(c.to_string());
+    }
+    let dat = write_rename(&dir, "nb-2-big-Data.db", &data(2000, 5));
+    want.push("nb-2-big-Data.db".into());
+    want.sort();
+    assert_eq!(index_names(&store, &dat).await, want);
+    eventually(T, "Data.db deleted after its index", || async {
+        !dat.exists()
+    })
+    .await;
+    first.stop();
+    let _second = Agent::start(&b, &["--delete-on-backup"], &[&dir]);
+    let dat = write_rename(&dir, "nb-3-big-Data.db", &data(2500, 6));
+    want.push("nb-3-big-Data.db".into());
+    want.sort();
+    assert_eq!(
+        index_names(&store, &dat).await,
+        want,
+        "the earlier run's files, and not its index nb-2-big-Data.db-listdir.json"
+    );
 }
 
 /// 15.3: with `--listen-events IN_CREATE` the Python tool shipped the first 1,000 bytes of a file
