@@ -236,6 +236,11 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
     }
     let index_task = tokio::spawn(crate::index::run(ctx.clone(), index_rx, index_tx.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let archive_task = ctx
+        .cfg
+        .commitlog
+        .clone()
+        .map(|src| tokio::spawn(crate::archive::run(ctx.clone(), src, stop_rx.clone())));
     let dispatcher = tokio::spawn(dispatch(ctx.clone(), queue_rx, stop_rx));
 
     if ctx.cfg.backup {
@@ -295,6 +300,9 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
     let _ = stop_tx.send(true);
     let drained = async {
         let _ = dispatcher.await;
+        if let Some(t) = archive_task {
+            let _ = t.await;
+        }
         let (tx, rx) = oneshot::channel();
         if ctx.index_tx.send(IndexMsg::Flush(tx)).await.is_ok() {
             let _ = rx.await;

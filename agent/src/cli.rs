@@ -238,4 +238,37 @@ pub struct Args {
     /// must never crash-loop.
     #[arg(long = "wait-for-bucket")]
     pub wait_for_bucket: bool,
+
+    /// The directory Cassandra's `archive_command` puts closed commit log segments in
+    /// (`archive_command=/bin/ln %path DIR/%name` in commitlog_archiving.properties). Each segment
+    /// is shipped once complete, with its id and last write (for `tableslurp --point-in-time`),
+    /// and removed from DIR once its upload is confirmed. Not one of the watched paths.
+    #[arg(long = "commitlog-archive", value_name = "DIR")]
+    pub commitlog_archive: Option<PathBuf>,
+
+    /// Cassandra's live commit log directory (read only). With it, each shipped segment records the
+    /// oldest segment still live, so a restore fetches only the segments that can hold writes not
+    /// yet flushed (without it, every segment of the node's run since its start).
+    #[arg(
+        long = "commitlog-dir",
+        value_name = "DIR",
+        requires = "commitlog_archive"
+    )]
+    pub commitlog_dir: Option<PathBuf>,
+
+    /// Most MiB of segments the archive directory may hold on its own (segments whose original
+    /// Cassandra has already removed) while storage is unreachable; beyond it the oldest are
+    /// deleted unshipped, each named in an ERROR line, and the recoverable window restarts after
+    /// them. 0: no limit.
+    #[arg(
+        long = "commitlog-spool-max",
+        default_value = "8192",
+        value_name = "MB",
+        requires = "commitlog_archive"
+    )]
+    pub commitlog_spool_max: u64,
+
+    /// The node's Cassandra version, stored with each segment (for the restore's records).
+    #[arg(long = "cassandra-version", value_name = "VERSION")]
+    pub cassandra_version: Option<String>,
 }

@@ -169,6 +169,21 @@ pub struct Config {
     pub rescan_interval: Option<std::time::Duration>,
     /// Whether a secret was passed on the command line (worth a warning).
     pub secret_on_command_line: bool,
+    /// The commit log archive shipped as segments, if any.
+    pub commitlog: Option<CommitlogSource>,
+}
+
+/// Commit log segments archived by Cassandra's `archive_command`, shipped as their own source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitlogSource {
+    /// The archive directory, absolute.
+    pub archive: PathBuf,
+    /// Cassandra's live commit log directory, absolute.
+    pub live: Option<PathBuf>,
+    /// Most bytes of segments the archive may hold on its own; `None`: no limit.
+    pub spool_max: Option<u64>,
+    /// The node's Cassandra version.
+    pub cassandra_version: Option<String>,
 }
 
 impl TryFrom<Args> for Config {
@@ -266,7 +281,42 @@ impl TryFrom<Args> for Config {
             other => other,
         };
 
+        let commitlog = match a.commitlog_archive {
+            None => None,
+            Some(dir) => {
+                let archive = check_dir(&dir, "--commitlog-archive")?;
+                if let Some(root) = paths.iter().find(|r| archive.starts_with(r)) {
+                    return Err(bad(format!(
+                        "--commitlog-archive {:?}: inside the watched path {:?}, where its segments would be shipped a second time as plain files",
+                        archive.display().to_string(),
+                        root.display().to_string()
+                    )));
+                }
+                let live = a
+                    .commitlog_dir
+                    .map(|d| check_dir(&d, "--commitlog-dir"))
+                    .transpose()?;
+                if live.as_ref() == Some(&archive) {
+                    return Err(bad(format!(
+                        "--commitlog-dir {:?}: is the archive directory; expected Cassandra's live commitlog_directory",
+                        archive.display().to_string()
+                    )));
+                }
+                if a.cassandra_version.as_deref() == Some("") {
+                    return Err(bad("--cassandra-version '': must not be empty".into()));
+                }
+                Some(CommitlogSource {
+                    archive,
+                    live,
+                    spool_max: (a.commitlog_spool_max > 0)
+                        .then(|| a.commitlog_spool_max.saturating_mul(MIB)),
+                    cassandra_version: a.cassandra_version,
+                })
+            }
+        };
+
         Ok(Config {
+            commitlog,
             store,
             paths,
             keys: KeyNamer::new(a.prefix, name, a.keyname_separator),
@@ -509,9 +559,14 @@ fn check_bucket_name(b: &str) -> Result<()> {
 
 /// A watched path must exist, be a directory and be readable; returned absolute, no trailing slash.
 fn check_watch_path(p: &Path) -> Result<PathBuf> {
+    check_dir(p, "path")
+}
+
+/// An existing, readable directory named by `what` on the command line, absolute.
+fn check_dir(p: &Path, what: &str) -> Result<PathBuf> {
     let bad = |why: &str| {
         Error::InvalidConfig(format!(
-            "path {:?}: {why}; expected a readable directory",
+            "{what} {:?}: {why}; expected a readable directory",
             p.display().to_string()
         ))
     };

@@ -79,6 +79,40 @@ pub struct Report {
     pub last_success: Option<i64>,
     /// Files uploaded since start.
     pub files_shipped: u64,
+    /// The commit log archive, when the agent ships one (`--commitlog-archive`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commitlog: Option<CommitlogReport>,
+}
+
+/// The commit log part of [`Report`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitlogReport {
+    /// Unix time since which the shipped segments are continuous, as far as this run of the agent
+    /// knows (its first shipped segment, or the first after a segment the spool cap dropped).
+    pub window_start: Option<i64>,
+    /// Unix time of the last write of the newest shipped segment.
+    pub window_end: Option<i64>,
+    /// Seconds since the oldest segment not yet shipped was found.
+    pub archive_lag_seconds: i64,
+    /// Segments shipped since start.
+    pub segments_shipped: u64,
+    /// Segments the spool cap deleted unshipped since start.
+    pub segments_dropped: u64,
+}
+
+impl CommitlogReport {
+    /// The report from the agent's counters.
+    pub fn of(st: &crate::metrics::Stats) -> Self {
+        let t = |g: i64| (g > 0).then_some(g);
+        CommitlogReport {
+            window_start: t(st.window_start.get()),
+            window_end: t(st.window_end.get()),
+            archive_lag_seconds: st.archive_lag.get(),
+            segments_shipped: st.segments_shipped.get(),
+            segments_dropped: st.segments_dropped.get(),
+        }
+    }
 }
 
 /// The report as of unix time `time`; pure, for tests.
@@ -101,13 +135,14 @@ pub fn report(
         recovery_point: storage_ready.then(|| oldest_unshipped.map_or(time, |t| t.min(time))),
         last_success: (last_success > 0).then_some(last_success),
         files_shipped,
+        commitlog: None,
     }
 }
 
 async fn status(State(s): State<Arc<Served>>) -> impl IntoResponse {
     let ctx = &s.ctx;
     let st = &ctx.stats;
-    let body = report(
+    let mut body = report(
         now(),
         st.storage_ready.get() == 1,
         st.healthy(MAX_BEAT_AGE),
@@ -116,6 +151,9 @@ async fn status(State(s): State<Arc<Served>>) -> impl IntoResponse {
         st.last_success.get(),
         st.files_shipped.get(),
     );
+    if ctx.cfg.commitlog.is_some() {
+        body.commitlog = Some(CommitlogReport::of(st));
+    }
     axum::Json(body)
 }
 

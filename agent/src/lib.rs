@@ -7,6 +7,7 @@
 //! The restore and retention tools live in [`restore`] and [`retention`].
 
 pub mod agent;
+pub mod archive;
 pub mod cassandra;
 pub mod checksum;
 pub mod classify;
@@ -27,6 +28,7 @@ pub mod restore;
 pub mod retention;
 pub mod retry;
 pub mod scan;
+pub mod segment;
 pub mod sstable;
 pub mod stage;
 pub mod store;

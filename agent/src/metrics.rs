@@ -55,6 +55,18 @@ pub struct Stats {
     pub requests: Family<KindLabel, Gauge>,
     /// 1 once the start-up bucket check passed, 0 while the agent waits for the bucket.
     pub storage_ready: Gauge,
+    /// Commit log segments uploaded (`--commitlog-archive`).
+    pub segments_shipped: Counter,
+    /// Commit log segments deleted unshipped because the spool was full.
+    pub segments_dropped: Counter,
+    /// Seconds since the oldest segment not yet shipped was found (archive lag), 0 when none waits.
+    pub archive_lag: Gauge,
+    /// Bytes the archive directory holds on its own (segments Cassandra already removed).
+    pub spool_bytes: Gauge,
+    /// Unix time since which the shipped segments are continuous, as far as this run knows.
+    pub window_start: Gauge,
+    /// Unix time of the last write of the newest shipped segment: the recoverable window's end.
+    pub window_end: Gauge,
     /// Heartbeat of the event loop (unix seconds).
     pub event_loop_beat: AtomicI64,
     /// Heartbeat of the upload dispatcher (unix seconds).
@@ -166,6 +178,36 @@ impl Stats {
             "storage_requests",
             "Storage requests made, by kind",
             self.requests.clone(),
+        );
+        r.register(
+            "commitlog_segments_shipped",
+            "Commit log segments uploaded",
+            self.segments_shipped.clone(),
+        );
+        r.register(
+            "commitlog_segments_dropped",
+            "Commit log segments deleted unshipped because the spool was full",
+            self.segments_dropped.clone(),
+        );
+        r.register(
+            "commitlog_archive_lag_seconds",
+            "Age of the oldest archived commit log segment not yet shipped",
+            self.archive_lag.clone(),
+        );
+        r.register(
+            "commitlog_spool_bytes",
+            "Bytes of segments the archive directory holds on its own",
+            self.spool_bytes.clone(),
+        );
+        r.register(
+            "commitlog_window_start_timestamp_seconds",
+            "Unix time since which the shipped segments are continuous (as this run knows)",
+            self.window_start.clone(),
+        );
+        r.register(
+            "commitlog_window_end_timestamp_seconds",
+            "Unix time of the last write of the newest shipped segment",
+            self.window_end.clone(),
         );
     }
 }

@@ -94,6 +94,16 @@ pub enum Sent {
 /// are sent from that same read; with CRC64NVME each multipart part gets its own CRC too), then the
 /// upload with `stat` (and `md5sum`) metadata, then a check that the file did not change meanwhile.
 pub async fn send(ctx: &Ctx, key: &str, read: &Path) -> Result<Sent> {
+    send_with(ctx, key, read, &[]).await
+}
+
+/// [`send`] with more user metadata (`extra`: key and value) beside the Python tool's.
+pub async fn send_with(
+    ctx: &Ctx,
+    key: &str,
+    read: &Path,
+    extra: &[(&str, String)],
+) -> Result<Sent> {
     let p = read.to_path_buf();
     let kind = ctx.cfg.checksum;
     let sizing = ctx.store.multipart_sizing();
@@ -121,15 +131,11 @@ pub async fn send(ctx: &Ctx, key: &str, read: &Path) -> Result<Sent> {
             len,
         },
     };
-    let written = ctx
-        .store
-        .put(
-            key,
-            src,
-            &ObjectMeta::for_file(key, &meta, &digest),
-            Some(&digest),
-        )
-        .await?;
+    let mut object_meta = ObjectMeta::for_file(key, &meta, &digest);
+    for (k, v) in extra {
+        object_meta.user.insert((*k).to_string(), v.clone());
+    }
+    let written = ctx.store.put(key, src, &object_meta, Some(&digest)).await?;
     let after = tokio::fs::metadata(read)
         .await
         .map_err(|e| Error::io(read, e))?;
