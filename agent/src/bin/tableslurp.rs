@@ -26,6 +26,9 @@ fn main() -> ExitCode {
     match rt.block_on(tablesnap::restore::run(cfg)) {
         Ok(summary) => {
             println!("{summary}");
+            if let Some(p) = &summary.properties {
+                println!("commitlog_archiving.properties for the restored node:\n{p}");
+            }
             if summary.failed.is_empty() {
                 ExitCode::SUCCESS
             } else {

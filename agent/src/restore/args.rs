@@ -67,6 +67,29 @@ pub struct SlurpArgs {
     #[arg(long, value_name = "PATH", group = "which")]
     pub commitlogs: Option<String>,
 
+    /// Point-in-time restore: with --as-of T, besides the SSTables as of the newest index not
+    /// later than T, download every commit log segment archived under ARCHIVE (the agent's
+    /// `--commitlog-archive`) that replaying up to T needs, into --segments-to, and print the
+    /// `commitlog_archiving.properties` lines that make Cassandra replay them up to T. Refuses a T
+    /// outside the recoverable window or a gap in the segments.
+    #[arg(
+        long = "point-in-time",
+        value_name = "ARCHIVE",
+        requires = "as_of",
+        requires = "segments_to",
+        conflicts_with_all = ["file", "commitlogs"]
+    )]
+    pub point_in_time: Option<String>,
+
+    /// Where --point-in-time puts the segments: Cassandra's `restore_directories` (not a data or
+    /// commit log directory of the node).
+    #[arg(long = "segments-to", value_name = "DIR", requires = "point_in_time")]
+    pub segments_to: Option<PathBuf>,
+
+    /// Also write the `commitlog_archiving.properties` lines of --point-in-time to FILE.
+    #[arg(long = "properties", value_name = "FILE", requires = "point_in_time")]
+    pub properties: Option<PathBuf>,
+
     /// Download files even if a file of the same size exists in TARGET.
     #[arg(long)]
     pub force: bool,
@@ -114,6 +137,17 @@ pub enum Selection {
     Commitlogs(String),
 }
 
+/// Where a point-in-time restore finds and puts commit log segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PointInTime {
+    /// The archive directory on the backed-up host, as keys spell it.
+    pub archive: String,
+    /// Where segments go (Cassandra's `restore_directories`), absolute.
+    pub segments_to: PathBuf,
+    /// Where the properties lines are written too.
+    pub properties: Option<PathBuf>,
+}
+
 /// Who owns restored files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ownership {
@@ -155,6 +189,8 @@ pub struct SlurpConfig {
     pub ownership: Ownership,
     /// Ranged part size in bytes.
     pub part_size: u64,
+    /// Point-in-time restore of commit log segments to `as_of`.
+    pub point_in_time: Option<PointInTime>,
 }
 
 impl TryFrom<SlurpArgs> for SlurpConfig {
@@ -211,6 +247,26 @@ impl TryFrom<SlurpArgs> for SlurpConfig {
                 a.target.display().to_string()
             )));
         }
+        let point_in_time = match (a.point_in_time, a.segments_to) {
+            (Some(archive), Some(to)) => {
+                let archive = abs_dir(&archive, "--point-in-time")?;
+                let to = std::path::absolute(&to).map_err(|e| Error::io(&to, e))?;
+                let target = std::path::absolute(&a.target).map_err(|e| Error::io(&a.target, e))?;
+                if to.starts_with(&target) || target.starts_with(&to) {
+                    return Err(bad(format!(
+                        "--segments-to {:?}: overlaps TARGET {:?}; Cassandra replays every file of restore_directories, so give it a directory of its own",
+                        to.display().to_string(),
+                        target.display().to_string()
+                    )));
+                }
+                Some(PointInTime {
+                    archive,
+                    segments_to: to,
+                    properties: a.properties,
+                })
+            }
+            _ => None,
+        };
         let ownership = if a.preserve {
             Ownership::Preserve
         } else if a.owner.is_some() || a.group.is_some() {
@@ -233,6 +289,7 @@ impl TryFrom<SlurpArgs> for SlurpConfig {
             dry_run: a.dry_run,
             ownership,
             part_size: a.part_size * MIB,
+            point_in_time,
         })
     }
 }

@@ -62,6 +62,8 @@ pub struct Summary {
     pub seconds: f64,
     /// Whether it was a dry run.
     pub dry_run: bool,
+    /// Point-in-time restore: the `commitlog_archiving.properties` lines for Cassandra.
+    pub properties: Option<String>,
 }
 
 impl std::fmt::Display for Summary {
@@ -108,7 +110,15 @@ pub async fn run(cfg: SlurpConfig) -> Result<Summary> {
         },
     )
     .await?;
-    let sets = plan_sets(&store, &cfg).await?;
+    let mut sets = plan_sets(&store, &cfg).await?;
+    let properties = match &cfg.point_in_time {
+        Some(pit) => {
+            let (set, text) = plan_point_in_time(&store, &cfg, pit, &sets).await?;
+            sets.push(set);
+            Some(text)
+        }
+        None => None,
+    };
     for s in &sets {
         match &s.index {
             Some(k) => tracing::info!(
@@ -197,9 +207,111 @@ pub async fn run(cfg: SlurpConfig) -> Result<Summary> {
             }
         }
     }
+    if let (Some(text), Some(pit)) = (&properties, &cfg.point_in_time)
+        && let Some(file) = &pit.properties
+        && !cfg.dry_run
+        && sum.failed.is_empty()
+    {
+        write_atomically(file, text.as_bytes())?;
+        tracing::info!(file = %file.display(), "commitlog_archiving.properties written");
+    }
+    sum.properties = properties;
     sum.requests = store.requests().to_string();
     sum.seconds = started.elapsed().as_secs_f64();
     Ok(sum)
+}
+
+/// Writes `bytes` to `file` through a temporary file beside it: never half-written.
+fn write_atomically(file: &Path, bytes: &[u8]) -> Result<()> {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = file.with_file_name(format!(".{name}.tableslurp-tmp"));
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, file).map_err(|e| Error::io(file, e))
+}
+
+/// The commit log segments a restore to `--as-of` needs after the SSTables of `sets`, and the
+/// `commitlog_archiving.properties` lines that replay them. Refuses (an error naming why) a moment
+/// the archive cannot reach.
+pub async fn plan_point_in_time(
+    store: &Store,
+    cfg: &SlurpConfig,
+    pit: &self::args::PointInTime,
+    sets: &[FileSet],
+) -> Result<(FileSet, String)> {
+    let t = cfg.as_of.expect("--point-in-time requires --as-of") * 1000;
+    let when = crate::when::rfc3339(t / 1000);
+    let refuse = |why: String| Error::NotFound(format!("--point-in-time to {when}: {why}"));
+    // The SSTables' restore point: the oldest index restored (LastModified, whole seconds, is at
+    // or before the moment the index was written).
+    let restore_point = sets
+        .iter()
+        .filter_map(|s| s.modified)
+        .min()
+        .ok_or_else(|| refuse("no index to restore the SSTables from".into()))?
+        * 1000;
+    let prefix = cfg.keys.dir_prefix(Path::new(&pit.archive));
+    let listed: Vec<Listed> = store
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .filter(|o| plan::dir_of(&o.key) == prefix)
+        .filter(|o| crate::segment::parse_name(&o.key[prefix.len()..]).is_some())
+        .collect();
+    let heads = futures::stream::iter(listed.into_iter().map(|o| async move {
+        let head = store.head(&o.key).await?;
+        Ok::<_, Error>((o, head))
+    }))
+    .buffer_unordered(cfg.threads)
+    .collect::<Vec<_>>()
+    .await;
+    let mut archived = Vec::new();
+    for h in heads {
+        let (o, head) = h?;
+        let Some(head) = head else { continue };
+        let meta = crate::segment::SegmentMeta::from_user(&head.meta.user).ok_or_else(|| {
+            refuse(format!(
+                "segment {} has no commit log metadata (not shipped by tablesnap --commitlog-archive); restore it with --commitlogs",
+                o.key
+            ))
+        })?;
+        archived.push(crate::segment::Archived {
+            key: o.key,
+            size: head.size,
+            meta,
+        });
+    }
+    let needed =
+        crate::segment::needed(&archived, restore_point, t).map_err(|r| refuse(r.to_string()))?;
+    let (first, last) = (needed[0], needed[needed.len() - 1]);
+    tracing::info!(
+        restore_point = %crate::when::rfc3339(restore_point / 1000),
+        point_in_time = %when,
+        segments = needed.len(),
+        first = first.meta.id,
+        last = last.meta.id,
+        "commit log segments to replay"
+    );
+    let jobs = needed
+        .iter()
+        .map(|s| Job {
+            dest: pit.segments_to.join(&s.key[prefix.len()..]),
+            key: s.key.clone(),
+            may_be_dir: false,
+        })
+        .collect();
+    let text = crate::segment::restore_properties(&pit.segments_to.display().to_string(), t);
+    Ok((
+        FileSet {
+            index: None,
+            modified: None,
+            target: pit.segments_to.clone(),
+            jobs,
+        },
+        text,
+    ))
 }
 
 /// Chooses the index(es) and reads them into file sets.
