@@ -20,6 +20,7 @@ both_backends!(
     objects_younger_than_grace_survive,
     requests_are_bounded_by_pages,
     unreadable_kept_index_deletes_nothing,
+    segments_a_kept_restore_point_needs_are_kept,
 );
 
 const DAY: i64 = 86_400;
@@ -318,4 +319,86 @@ fn bad_input_is_one_line_and_exit_2() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
     assert!(!Path::new(&d.path().join("x")).exists());
+}
+
+/// Commit log segments (`--commitlog-archive`): the segments of a node's earlier run are deleted
+/// once the oldest kept index is in a later run (every write of a run is flushed at the next
+/// start); the segments of the run the kept restore point falls in stay, and so does everything
+/// without `--commitlog-archive`, or without the agent's segment metadata.
+async fn segments_a_kept_restore_point_needs_are_kept(b: Backend) {
+    let s = b.store().await;
+    let dir = "/data/ks/a-1";
+    put(
+        &s,
+        &format!("testhost:{dir}/nb-1-big-Data.db"),
+        vec![1],
+        &ObjectMeta::default(),
+    )
+    .await;
+    put_index(&s, dir, "nb-1-big-Data.db", &["nb-1-big-Data.db"]).await;
+    let now_ms = tablesnap::when::now() * 1000;
+    let earlier = (now_ms - 20 * DAY * 1000) as u64;
+    let later = (now_ms - 5 * DAY * 1000) as u64;
+    let mut segments = Vec::new();
+    for (run, n) in [(earlier, 3u64), (later, 2)] {
+        for i in 0..n {
+            let id = run + i;
+            let meta = tablesnap::segment::SegmentMeta {
+                id,
+                version: 7,
+                last_write: id as i64 + 60_000 * (i as i64 + 1),
+                seen: id as i64 + 60_000 * (i as i64 + 1),
+                oldest_live: None,
+                live_at: None,
+                node: "testhost".into(),
+                cassandra_version: None,
+            };
+            let mut om = ObjectMeta::default();
+            om.user
+                .insert(tablesnap::segment::META_KEY.into(), meta.to_json());
+            let key = format!("testhost:/cl/CommitLog-7-{id}.log");
+            put(&s, &key, vec![2; 10], &om).await;
+            segments.push(key);
+        }
+    }
+    // A segment without the agent's metadata.
+    put(
+        &s,
+        "testhost:/cl/CommitLog-7-1.log",
+        vec![3],
+        &ObjectMeta::default(),
+    )
+    .await;
+    let before = keys(&s).await;
+
+    // Without --commitlog-archive, a path covering the archive deletes no segment.
+    chop(&b, &["/", "0", "--grace", "0", "--now", &in_days(1)]);
+    assert_eq!(
+        keys(&s).await,
+        before,
+        "no segment deleted without --commitlog-archive"
+    );
+
+    let out = chop(
+        &b,
+        &[
+            "/data",
+            "0",
+            "--grace",
+            "0",
+            "--now",
+            &in_days(1),
+            "--commitlog-archive",
+            "/cl",
+            "-l",
+        ],
+    );
+    let gone: BTreeSet<String> = before.difference(&keys(&s).await).cloned().collect();
+    let want: BTreeSet<String> = segments[..3].iter().cloned().collect();
+    assert_eq!(
+        gone,
+        want,
+        "the earlier run's segments go, nothing else: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

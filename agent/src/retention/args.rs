@@ -78,6 +78,12 @@ pub struct ChopArgs {
     /// Attempts of one storage request.
     #[arg(long, default_value = "3", value_name = "N")]
     pub retries: NonZeroUsize,
+
+    /// Also apply retention to the commit log segments archived under DIR (tablesnap
+    /// `--commitlog-archive`): keep the segments that a restore to a moment after the oldest kept
+    /// index can need, and only those. Without it, segments are never deleted.
+    #[arg(long = "commitlog-archive", value_name = "DIR")]
+    pub commitlog_archive: Option<String>,
 }
 
 /// tablechop's validated configuration.
@@ -97,6 +103,8 @@ pub struct ChopConfig {
     pub list_deletes: bool,
     /// Indexes read at once.
     pub jobs: usize,
+    /// The key prefix of the commit log archive swept too (ends with `/`).
+    pub commitlog_prefix: Option<String>,
 }
 
 impl TryFrom<ChopArgs> for ChopConfig {
@@ -129,7 +137,13 @@ impl TryFrom<ChopArgs> for ChopConfig {
             })?,
         };
         let keys = KeyNamer::new(a.prefix, name, a.keyname_separator);
+        let commitlog_prefix = a
+            .commitlog_archive
+            .map(|d| crate::restore::args::abs_dir(&d, "--commitlog-archive"))
+            .transpose()?
+            .map(|d| keys.dir_prefix(std::path::Path::new(&d)));
         Ok(ChopConfig {
+            commitlog_prefix,
             store,
             list_prefix: keys.dir_prefix(std::path::Path::new(&path)),
             keys,

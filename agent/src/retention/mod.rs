@@ -35,6 +35,10 @@ pub struct Summary {
     pub deleted_bytes: u64,
     /// Spared because younger than the grace period.
     pub protected: usize,
+    /// Commit log segments kept (with --commitlog-archive) or left alone (without it).
+    pub segments_kept: usize,
+    /// Commit log segments deleted (or, in a dry run, to delete).
+    pub segments_deleted: usize,
     /// Keys the store refused to delete.
     pub failed: Vec<String>,
     /// Requests made, by kind.
@@ -51,7 +55,7 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "tablechop: {} objects, {} indexes in {} directories; kept {} indexes and {} files they list; {} {} objects ({} bytes); {} younger than the grace period spared; {} failed; requests: {} total={}; {:.1}s",
+            "tablechop: {} objects, {} indexes in {} directories; kept {} indexes and {} files they list; {} {} objects ({} bytes, {} of them commit log segments); {} commit log segments kept; {} younger than the grace period spared; {} failed; requests: {} total={}; {:.1}s",
             self.listed,
             self.indexes,
             self.directories,
@@ -64,6 +68,8 @@ impl std::fmt::Display for Summary {
             },
             self.deleted,
             self.deleted_bytes,
+            self.segments_deleted,
+            self.segments_kept,
             self.protected,
             self.failed.len(),
             self.requests,
@@ -134,7 +140,76 @@ pub async fn run(cfg: ChopConfig) -> Result<Summary> {
         kept_files.extend(r?);
     }
 
-    let (doomed, protected) = mark::to_delete(&listed, &kept, &kept_files, &cfg.rule);
+    let (mut doomed, protected) = mark::to_delete(&listed, &kept, &kept_files, &cfg.rule);
+    let segments_under_path = listed.iter().filter(|o| mark::is_segment(&o.key)).count();
+    let (mut segments_kept, mut segments_deleted) = (segments_under_path, 0);
+    let seg_listed;
+    if let Some(prefix) = &cfg.commitlog_prefix {
+        seg_listed = store
+            .list(prefix)
+            .await?
+            .into_iter()
+            .filter(|o| crate::restore::plan::dir_of(&o.key) == prefix.as_str())
+            .filter(|o| mark::is_segment(&o.key))
+            .collect::<Vec<_>>();
+        let heads = futures::stream::iter(seg_listed.iter().map(|o| {
+            let store = &store;
+            async move { Ok::<_, Error>((o, store.head(&o.key).await?)) }
+        }))
+        .buffer_unordered(cfg.jobs)
+        .collect::<Vec<_>>()
+        .await;
+        let mut segs = Vec::new();
+        let mut unknown = 0;
+        for h in heads {
+            let (o, head) = h?;
+            let Some(head) = head else { continue };
+            match crate::segment::SegmentMeta::from_user(&head.meta.user) {
+                Some(meta) => segs.push((
+                    crate::segment::Archived {
+                        key: o.key.clone(),
+                        size: o.size,
+                        meta,
+                    },
+                    o.modified,
+                )),
+                None => unknown += 1,
+            }
+        }
+        let oldest_point = kept.iter().filter_map(|i| i.modified).min();
+        if oldest_point.is_none() {
+            tracing::warn!("no kept index below the path: every commit log segment is kept");
+        }
+        if unknown > 0 {
+            tracing::warn!(
+                segments = unknown,
+                "segments without tablesnap's commit log metadata are kept"
+            );
+        }
+        let gone: HashSet<&str> = mark::segments_to_delete(&segs, oldest_point, &cfg.rule)
+            .into_iter()
+            .map(|a| a.key.as_str())
+            .collect();
+        // Segments below the path too are decided here, not twice.
+        let under_path: HashSet<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+        segments_deleted = gone.len();
+        segments_kept = seg_listed.len() - gone.len()
+            + listed
+                .iter()
+                .filter(|o| mark::is_segment(&o.key) && !seg_listed.iter().any(|s| s.key == o.key))
+                .count();
+        doomed.extend(
+            seg_listed
+                .iter()
+                .filter(|o| gone.contains(o.key.as_str()) && !under_path.contains(o.key.as_str())),
+        );
+        doomed.extend(listed.iter().filter(|o| gone.contains(o.key.as_str())));
+    } else if segments_under_path > 0 {
+        tracing::warn!(
+            segments = segments_under_path,
+            "commit log segments below the path are never deleted by the index rule; give --commitlog-archive DIR to apply retention to them"
+        );
+    }
     let listed_keys: HashSet<&str> = listed.iter().map(|o| o.key.as_str()).collect();
     let mut sum = Summary {
         listed: listed.len(),
@@ -156,6 +231,8 @@ pub async fn run(cfg: ChopConfig) -> Result<Summary> {
         deleted: doomed.len(),
         deleted_bytes: doomed.iter().map(|o| o.size).sum(),
         protected,
+        segments_kept,
+        segments_deleted,
         dry_run: cfg.dry_run,
         ..Summary::default()
     };
