@@ -224,10 +224,11 @@ mod tests {
         assert_eq!(rx.recv().await.unwrap(), Work::File("/a".into()));
         q.taken(&Work::File("/a".into()));
         q.push(PathBuf::from("/a")).await; // a new event while /a uploads queues it again
-        assert_eq!(rx.recv().await.unwrap(), Work::File("/b".into()));
-        assert_eq!(rx.recv().await.unwrap(), Work::File("/a".into()));
+        // `try_recv`: a push has sent when it returns, and a missing unit fails instead of hanging.
+        assert_eq!(rx.try_recv().unwrap(), Work::File("/b".into()));
+        assert_eq!(rx.try_recv().unwrap(), Work::File("/a".into()));
         q.push(Work::Dir("/a".into())).await; // another kind of work on the same path
-        assert_eq!(rx.recv().await.unwrap(), Work::Dir("/a".into()));
+        assert_eq!(rx.try_recv().unwrap(), Work::Dir("/a".into()));
         q.close();
         q.push(PathBuf::from("/c")).await;
         assert!(rx.try_recv().is_err());
@@ -250,6 +251,62 @@ mod tests {
         assert!(s.has_exact(Path::new("/d/a"), &disk));
         s.insert("/d/sub/b".into(), disk);
         assert_eq!(s.names_in(Path::new("/d")), vec!["a"]);
+    }
+
+    /// Issue 13 (mutation testing): what waits, as the index writer asks (`contains`) and the
+    /// health check counts (`is_empty`), and the path of either kind of work.
+    #[tokio::test]
+    async fn what_waits_is_known_until_taken() {
+        let (q, _rx) = Queue::new(8);
+        assert!(q.is_empty());
+        let a = Work::File("/d/a".into());
+        assert!(!q.contains(&a));
+        q.push(a.clone()).await;
+        assert!(q.contains(&a));
+        assert!(!q.contains(&Work::Dir("/d/a".into())));
+        assert!(!q.is_empty());
+        q.taken(&a);
+        assert!(!q.contains(&a));
+        assert!(q.is_empty());
+        assert_eq!(a.path(), Path::new("/d/a"));
+        assert_eq!(Work::Dir("/d".into()).path(), Path::new("/d"));
+    }
+
+    /// Issue 13 (mutation testing): a listed object of another size replaces our exact record
+    /// (the file changed since), a listed ETag is only given for that size and for an object known
+    /// by listing, and a fresh LIST forgets below its root only what it does not hold.
+    #[test]
+    fn shipped_records_follow_the_bucket() {
+        let s = Shipped::default();
+        assert!(s.is_empty());
+        let disk = Version {
+            size: 3,
+            mtime: Some((1, 2)),
+        };
+        s.insert("/d/a".into(), disk);
+        assert_eq!(
+            s.listed_etag(Path::new("/d/a"), 3),
+            None,
+            "ours, not listed"
+        );
+        s.insert_listed("/d/a".into(), 4, Some("e4".into()));
+        assert!(
+            !s.has_exact(Path::new("/d/a"), &disk),
+            "replaced by the listing"
+        );
+        assert_eq!(s.listed_etag(Path::new("/d/a"), 4).as_deref(), Some("e4"));
+        assert_eq!(s.listed_etag(Path::new("/d/a"), 3), None, "another size");
+        assert!(!s.has(Path::new("/d/zz"), &disk));
+        s.insert("/d/b".into(), disk);
+        s.insert("/e/c".into(), disk);
+        assert_eq!(s.len(), 3);
+        assert!(!s.is_empty());
+        assert_eq!(s.names_in(Path::new("/d")), vec!["a", "b"]);
+        s.forget_unlisted(Path::new("/d"), &HashSet::from([PathBuf::from("/d/b")]));
+        assert_eq!(s.names_in(Path::new("/d")), vec!["b"], "/d/a not listed");
+        assert!(s.has(Path::new("/e/c"), &disk), "outside the root: kept");
+        s.remove(Path::new("/d/b"));
+        assert_eq!(s.len(), 1);
     }
 
     #[test]

@@ -149,4 +149,67 @@ mod tests {
         std::fs::create_dir_all(staging.join("left-over")).unwrap();
         assert_eq!(clean(&staging).unwrap(), 1);
     }
+
+    /// Issue 13 (mutation testing): a link refused for the filesystem's sake (EXDEV, EROFS, EPERM,
+    /// EMLINK) falls back to descriptors; anything else is an error.
+    #[test]
+    fn only_the_link_refusals_fall_back_to_descriptors() {
+        for code in [18, 30, 1, 31] {
+            assert!(
+                cannot_link(&std::io::Error::from_raw_os_error(code)),
+                "{code}"
+            );
+        }
+        for code in [2, 13, 28] {
+            assert!(
+                !cannot_link(&std::io::Error::from_raw_os_error(code)),
+                "{code}"
+            );
+        }
+        assert!(!cannot_link(&std::io::Error::other("not an OS error")));
+    }
+
+    /// Issue 13 (mutation testing): staging on another filesystem (tmpfs here, the tree on disk)
+    /// pins by descriptor; a file missing by then is reported by name, by either way of pinning;
+    /// and `clean` counts every file and directory it removes, and a missing staging directory is
+    /// nothing to clean.
+    #[test]
+    fn another_filesystem_pins_by_descriptor_and_clean_counts_what_it_removes() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("t");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("a"), b"aaa").unwrap();
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let dev = |p: &Path| std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(p).unwrap());
+        assert_ne!(dev(shm.path()), dev(&src), "/dev/shm is another filesystem");
+        let Pin::Pinned(s) = pin(&shm.path().join("staging"), &src, &["a".into()]).unwrap() else {
+            panic!("pinned")
+        };
+        assert!(s.files[0].1.starts_with("/proc/self/fd/"), "{:?}", s.files);
+        assert_eq!(std::fs::read(&s.files[0].1).unwrap(), b"aaa");
+        assert!(matches!(
+            pin_by_fd(&src, &["a".into(), "gone".into()]).unwrap(),
+            Pin::Vanished(n) if n == "gone"
+        ));
+        assert!(
+            pin(&src.join("a"), &src, &["a".into()]).is_err(),
+            "staging under a file"
+        );
+        assert!(
+            pin_by_fd(&src, &["a/x".into()]).is_err(),
+            "ENOTDIR is an error, not a file vanished"
+        );
+
+        let staging = d.path().join(".staging");
+        assert_eq!(clean(&staging).unwrap(), 0, "no staging directory yet");
+        std::fs::create_dir_all(staging.join("x/y")).unwrap();
+        std::fs::create_dir_all(staging.join("z")).unwrap();
+        std::fs::write(staging.join("f"), b"f").unwrap();
+        assert_eq!(clean(&staging).unwrap(), 3);
+        assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
+        assert!(
+            clean(&src.join("a")).is_err(),
+            "a file is no staging directory"
+        );
+    }
 }
