@@ -141,6 +141,28 @@ struct State {
     attempt: u32,
     /// Start and end of the continuous shipped segments, unix milliseconds.
     window: Option<(i64, i64)>,
+    /// The newest segment id the spool cap dropped.
+    dropped_through: Option<u64>,
+}
+
+impl State {
+    /// Records a segment shipped: the window's end moves on; its start is set by the first
+    /// segment shipped after every dropped one (an older segment shipped late does not make the
+    /// moments around a dropped one restorable).
+    fn shipped(&mut self, id: u64, last_write: i64) {
+        let after_drops = self.dropped_through.is_none_or(|d| id > d);
+        self.window = match self.window {
+            Some((start, end)) => Some((start, end.max(last_write))),
+            None if after_drops => Some((last_write, last_write)),
+            None => None,
+        };
+    }
+
+    /// Records a segment the cap dropped: the window restarts after it.
+    fn dropped(&mut self, id: u64) {
+        self.dropped_through = Some(self.dropped_through.map_or(id, |d| d.max(id)));
+        self.window = None;
+    }
 }
 
 /// Ships the archive in `src` until `stop` turns true, then once more what is complete (within
@@ -231,7 +253,7 @@ async fn pass(ctx: &Ctx, src: &CommitlogSource, st: &mut State) -> Duration {
         match std::fs::remove_file(&path) {
             Ok(()) => {
                 ctx.stats.segments_dropped.inc();
-                st.window = None;
+                st.dropped(by_name[name.as_str()].id);
                 tracing::error!(
                     segment = %name,
                     cap_bytes = src.spool_max.unwrap_or(0),
@@ -274,10 +296,7 @@ async fn pass(ctx: &Ctx, src: &CommitlogSource, st: &mut State) -> Duration {
                 st.attempt = 0;
                 ctx.stats.shipped(bytes);
                 ctx.stats.segments_shipped.inc();
-                st.window = Some(match st.window {
-                    Some((start, end)) => (start, end.max(meta.last_write)),
-                    None => (meta.last_write, meta.last_write),
-                });
+                st.shipped(meta.id, meta.last_write);
                 tracing::info!(segment = %name, key, bytes, "commit log segment shipped");
                 remove_shipped(&path).await;
                 st.seen.remove(name);
@@ -399,6 +418,26 @@ mod tests {
         assert_eq!(d.drop.len(), 3);
         assert_eq!(d.ship, vec!["CommitLog-7-1.log"]);
         assert!(decide(&on_disk, &HashSet::new(), now, None).drop.is_empty());
+    }
+
+    #[test]
+    fn the_window_restarts_after_the_newest_dropped_segment() {
+        let mut st = State::default();
+        st.shipped(1, 100);
+        st.shipped(2, 200);
+        assert_eq!(st.window, Some((100, 200)));
+        st.dropped(4);
+        assert_eq!(st.window, None);
+        // An older segment shipped late does not reopen the window.
+        st.shipped(3, 300);
+        assert_eq!(st.window, None);
+        st.shipped(5, 500);
+        st.shipped(6, 600);
+        assert_eq!(st.window, Some((500, 600)));
+        // A drop older than the newest one so far keeps the newer bound.
+        st.dropped(2);
+        st.shipped(5, 500);
+        assert_eq!(st.window, Some((500, 500)));
     }
 
     #[test]

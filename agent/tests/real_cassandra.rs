@@ -1483,10 +1483,10 @@ struct PitrNode {
     commitlog: PathBuf,
 }
 
-fn archiving_options(props: &Path) -> Vec<String> {
+fn archiving_options(props: &Path, addr: u8) -> Vec<String> {
     vec![
         "--first-addr".to_string(),
-        "12".into(),
+        addr.to_string(),
         "--commitlog-archiving".into(),
         props.display().to_string(),
         "--commitlog-segment-mib".into(),
@@ -1495,13 +1495,17 @@ fn archiving_options(props: &Path) -> Vec<String> {
 }
 
 fn start_own(shared: &Node, dir: &Path, props: &Path) -> (Node, OwnCluster) {
-    let args = archiving_options(props);
+    start_own_at(shared, dir, props, 12)
+}
+
+fn start_own_at(shared: &Node, dir: &Path, props: &Path, addr: u8) -> (Node, OwnCluster) {
+    let args = archiving_options(props, addr);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let cluster = OwnCluster::start(&shared.script, dir, &args);
     let n = Node {
         dir: dir.to_path_buf(),
         data: dir.join("node1/data"),
-        host: "127.0.0.12".into(),
+        host: format!("127.0.0.{addr}"),
         consistency: "ONE",
         script: shared.script.clone(),
         python: shared.python.clone(),
@@ -1512,6 +1516,10 @@ fn start_own(shared: &Node, dir: &Path, props: &Path) -> (Node, OwnCluster) {
 
 impl PitrNode {
     fn start(shared: &Node, work: &Path) -> PitrNode {
+        Self::start_at(shared, work, 12)
+    }
+
+    fn start_at(shared: &Node, work: &Path, addr: u8) -> PitrNode {
         let dir = work.join("pitr");
         let archive = work.join("archive");
         std::fs::create_dir_all(&archive).unwrap();
@@ -1524,7 +1532,7 @@ impl PitrNode {
             ),
         )
         .unwrap();
-        let (n, cluster) = start_own(shared, &dir, &props);
+        let (n, cluster) = start_own_at(shared, &dir, &props, addr);
         PitrNode {
             commitlog: dir.join("node1/commitlog"),
             n,
@@ -1756,4 +1764,157 @@ async fn point_in_time_restore_replays_archived_segments_to_the_moment() {
         "the gap is named: {stderr}"
     );
     assert!(!r3.exists(), "a refused restore writes nothing");
+}
+
+/// Issue 14, storage down while Cassandra archives segments (a node of its own on 127.0.0.13,
+/// 1 MiB segments, a Garage of its own, `--commitlog-spool-max 2`): flushes let Cassandra remove
+/// its own segment files, so the archive's links hold the only copy and count against the cap. The
+/// cap holds, the oldest segments over it are deleted and each is named in an ERROR line, the
+/// agent's status counts them and its window restarts after them; once Garage is back every
+/// other segment lands; and a restore whose segments would cross the dropped ones is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_down_spool_cap_names_what_it_drops() {
+    let Some(shared) = node() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let mut p = PitrNode::start_at(&shared, work.path(), 13);
+    let g = OwnGarage::start(&work.path().join("garage"));
+    let b = Backend::Garage {
+        endpoint: g.endpoint.clone(),
+        bucket: "tablesnap-test".into(),
+    };
+    let store = b.store().await;
+    let n = &p.n;
+    let ks = keyspace("spool");
+    create_keyspace(n, &ks);
+    create_table(n, &ks, "t", &[]);
+    let table = n.table_dir(&ks, "t");
+    let archive = p.archive.display().to_string();
+    let commitlog = p.commitlog.display().to_string();
+    let addr = format!("127.0.0.1:{}", support::fault::free_port());
+    let a = agent(
+        &b,
+        &work.path().join("staging"),
+        &[&n.data.join(&ks)],
+        &[
+            "--commitlog-archive",
+            &archive,
+            "--commitlog-dir",
+            &commitlog,
+            "--commitlog-spool-max",
+            "2",
+            "--http-listen",
+            &addr,
+        ],
+    );
+    insert(n, &ks, "t", &big_rows(0, 1000));
+    n.nodetool(&["flush", &ks, "t"]);
+    wait_index_is_disk(&store, &table, &table).await;
+    let own_bytes = || -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::read_dir(&p.archive)
+            .unwrap()
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .filter(|m| m.nlink() < 2)
+            .map(|m| m.len())
+            .sum()
+    };
+
+    g.kill();
+    for i in 1..7 {
+        insert(n, &ks, "t", &big_rows(i * 1000, i * 1000 + 1000));
+        // Flushed: Cassandra removes its segment files, the archive holds the only copies.
+        n.nodetool(&["flush", &ks, "t"]);
+    }
+    let start = Instant::now();
+    let dropped = loop {
+        let dropped: Vec<String> = a
+            .messages("commit log spool full: segment deleted unshipped; point-in-time restore cannot cross it")
+            .iter()
+            .map(|l| l["segment"].as_str().unwrap().to_string())
+            .collect();
+        let own = own_bytes();
+        if !dropped.is_empty() && own <= 2 << 20 {
+            break dropped;
+        }
+        assert!(
+            start.elapsed() < SHIP,
+            "the cap did not hold within {SHIP:?}: {own} bytes of the archive's own, dropped {dropped:?}\n{}",
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("dropped while Garage was down: {dropped:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(&support::fault::http_get(&addr, "/status").await).unwrap();
+    assert_eq!(
+        report["commitlog"]["segmentsDropped"].as_u64(),
+        Some(dropped.len() as u64),
+        "{report}"
+    );
+    assert!(
+        report["commitlog"]["windowStart"].is_null(),
+        "the window restarts after a drop: {report}"
+    );
+
+    g.restart();
+    let start = Instant::now();
+    while std::fs::read_dir(&p.archive).unwrap().count() > 0 {
+        assert!(
+            start.elapsed() < SHIP,
+            "archive not shipped after Garage came back\n{}",
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let segs = archived_segments(&store, &p.archive).await;
+    let shipped: BTreeSet<u64> = segs.iter().map(|s| s.meta.id).collect();
+    let dropped_ids: BTreeSet<u64> = dropped
+        .iter()
+        .map(|d| tablesnap::segment::parse_name(d).unwrap().1)
+        .collect();
+    assert!(
+        shipped.is_disjoint(&dropped_ids),
+        "a dropped segment is not shipped"
+    );
+    let (lo, hi) = (*shipped.first().unwrap(), *shipped.last().unwrap());
+    for id in lo..=hi {
+        assert!(
+            shipped.contains(&id) || dropped_ids.contains(&id),
+            "segment {id} is neither in the bucket nor named as dropped: nothing else is lost"
+        );
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&support::fault::http_get(&addr, "/status").await).unwrap();
+    let window_start = report["commitlog"]["windowStart"]
+        .as_i64()
+        .expect("a window again");
+    let first_after = segs
+        .iter()
+        .find(|s| s.meta.id > *dropped_ids.last().unwrap())
+        .expect("segments after the dropped ones");
+    assert!(
+        window_start * 1000 >= first_after.meta.last_write - 1000,
+        "the window starts after the dropped segments: {report}"
+    );
+
+    // A restore to a moment after the dropped segments, from the index written before Garage
+    // went down, needs them: refused, naming the gap.
+    let t = first_after.meta.last_write / 1000;
+    let (ok, _, stderr) = tableslurp(
+        &b,
+        &[
+            "--as-of",
+            &t.to_string(),
+            "--point-in-time",
+            &archive,
+            "--segments-to",
+            &work.path().join("r/segments").display().to_string(),
+            &table.display().to_string(),
+            &work.path().join("r/data").display().to_string(),
+        ],
+    );
+    assert!(!ok, "a restore across dropped segments is refused");
+    assert!(stderr.contains("gap"), "{stderr}");
+    drop(p.cluster.take());
+    a.stop();
 }
