@@ -142,7 +142,10 @@ impl Ctx {
 
     /// Directories the agent never ships from or watches (its own staging).
     pub fn skip_dirs(&self) -> Vec<PathBuf> {
-        self.staging.iter().map(|(_, s)| s.clone()).collect()
+        let mut skip: Vec<PathBuf> = self.staging.iter().map(|(_, s)| s.clone()).collect();
+        // The commit log archive is its own source, even inside a watched path.
+        skip.extend(self.cfg.commitlog.iter().map(|c| c.archive.clone()));
+        skip
     }
 
     fn cassandra(&self) -> bool {
@@ -193,7 +196,8 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
 
     // Watches first: while we wait for the store, the kernel keeps the events.
     let mut watcher = Watcher::new()?;
-    let skip: Vec<PathBuf> = staging.iter().map(|(_, s)| s.clone()).collect();
+    let mut skip: Vec<PathBuf> = staging.iter().map(|(_, s)| s.clone()).collect();
+    skip.extend(cfg.commitlog.iter().map(|c| c.archive.clone()));
     let mut watched = Vec::new();
     for root in &cfg.paths {
         watched.push((

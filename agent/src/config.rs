@@ -284,10 +284,11 @@ impl TryFrom<Args> for Config {
         let commitlog = match a.commitlog_archive {
             None => None,
             Some(dir) => {
+                // Inside a watched path it is left out of the watch and the scans (as staging is).
                 let archive = check_dir(&dir, "--commitlog-archive")?;
-                if let Some(root) = paths.iter().find(|r| archive.starts_with(r)) {
+                if let Some(root) = paths.iter().find(|r| *r == &archive) {
                     return Err(bad(format!(
-                        "--commitlog-archive {:?}: inside the watched path {:?}, where its segments would be shipped a second time as plain files",
+                        "--commitlog-archive {:?}: is the watched path {:?}; give the data directories as paths",
                         archive.display().to_string(),
                         root.display().to_string()
                     )));

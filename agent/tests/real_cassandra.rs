@@ -1755,7 +1755,10 @@ async fn point_in_time_restore_replays_archived_segments_to_the_moment() {
     let needed = tablesnap::segment::needed(&segs, 0, t2_ms).unwrap();
     assert!(needed.len() >= 3, "{needed:?}");
     let gone = needed[needed.len() / 2].clone();
-    store.delete_many(&[gone.key.clone()]).await.unwrap();
+    store
+        .delete_many(std::slice::from_ref(&gone.key))
+        .await
+        .unwrap();
     let args = pitr_args(t2, &r3);
     let (ok, _, stderr) = tableslurp(&b, &args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!ok, "a gap is refused");
