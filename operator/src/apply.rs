@@ -580,7 +580,23 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
                     protection(&pods, render::body_hash(body), ts.spec.http_port()).await;
                 let previous_point =
                     was(kind, target).and_then(|t| t.oldest_recovery_point.as_deref());
+                let window = protection.recoverable_window;
+                let (window_start, window_end) = match window {
+                    Some((start, end)) => (
+                        status::steady_recovery_point(
+                            was(kind, target).and_then(|t| t.recoverable_window_start.as_deref()),
+                            Some(start),
+                        ),
+                        status::steady_recovery_point(
+                            was(kind, target).and_then(|t| t.recoverable_window_end.as_deref()),
+                            Some(end),
+                        ),
+                    ),
+                    None => (None, None),
+                };
                 targets.push(TargetStatus {
+                    recoverable_window_start: window_start,
+                    recoverable_window_end: window_end,
                     pods_protected: protection.protected,
                     oldest_recovery_point: status::steady_recovery_point(
                         previous_point,

@@ -135,6 +135,45 @@ pub struct TableSnapSpec {
     /// The agent container: image, resources, security context.
     #[serde(default)]
     pub agent: AgentSpec,
+    /// Point-in-time restore: ship the commit log segments Cassandra archives into a directory of
+    /// the data volume (`archive_command=/bin/ln %path <mountPath>/<directory>/%name` in the
+    /// image's `commitlog_archiving.properties`; see the README's "Point-in-time restore"). The
+    /// sidecar mounts that directory writable and removes each segment once it is in the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commitlog_archive: Option<CommitlogArchive>,
+}
+
+/// Where the commit log archive and the live commit log are, inside the data volume.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitlogArchive {
+    /// The archive directory, relative to the data volume's mount (default `commitlog_archive`);
+    /// it must be on the same volume as the commit log for `/bin/ln`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$') && !self.split('/').exists(p, p == '..' || p == '.')").message("directory must be a relative path inside the data volume, without . or .."))]
+    pub directory: Option<String>,
+    /// Cassandra's live commitlog_directory, relative to the data volume's mount (default
+    /// `commitlog`): the agent reads it to record which segments a restore needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$') && !self.split('/').exists(p, p == '..' || p == '.')").message("commitlogDirectory must be a relative path inside the data volume, without . or .."))]
+    pub commitlog_directory: Option<String>,
+    /// Most MiB of segments the archive may hold on its own while the bucket is unreachable
+    /// (`--commitlog-spool-max`, default 8192); beyond it the oldest are dropped and named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("spoolMaxMb must be at least 1"))]
+    pub spool_max_mb: Option<i64>,
+}
+
+impl CommitlogArchive {
+    /// The archive directory relative to the mount.
+    pub fn directory(&self) -> &str {
+        self.directory.as_deref().unwrap_or("commitlog_archive")
+    }
+
+    /// The live commit log directory relative to the mount.
+    pub fn commitlog_directory(&self) -> &str {
+        self.commitlog_directory.as_deref().unwrap_or("commitlog")
+    }
 }
 
 /// Events that make a file ready in generic mode.
@@ -381,6 +420,13 @@ pub struct TargetStatus {
     /// Pods not protected, with why (at most a few, for a person).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unprotected: Vec<String>,
+    /// With `commitlogArchive`: the start of the window in which every pod of the target can be
+    /// restored to any moment (RFC 3339), as their agents report it (the latest start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recoverable_window_start: Option<String>,
+    /// Its end: the last archived write every pod has shipped (the earliest end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recoverable_window_end: Option<String>,
     /// Why the target is not injected, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -461,6 +507,34 @@ mod tests {
         assert!(
             err.to_string().contains(message),
             "expected {message:?} in {err}"
+        );
+    }
+
+    #[test]
+    fn commitlog_archive_paths_stay_inside_the_volume() {
+        let ok = with(
+            &["commitlogArchive"],
+            json!({"directory": "cl/archive", "spoolMaxMb": 10}),
+        );
+        ok.validate_cel().expect("valid");
+        let cl = ok.spec.commitlog_archive.as_ref().unwrap();
+        assert_eq!(
+            (cl.directory(), cl.commitlog_directory()),
+            ("cl/archive", "commitlog")
+        );
+        for bad in ["/abs", "../up", "a/../b", "a//b", "./a", ""] {
+            rejected_with(
+                &with(&["commitlogArchive", "directory"], json!(bad)),
+                "directory must be a relative path inside the data volume",
+            );
+        }
+        rejected_with(
+            &with(&["commitlogArchive", "commitlogDirectory"], json!("..")),
+            "commitlogDirectory must be a relative path",
+        );
+        rejected_with(
+            &with(&["commitlogArchive", "spoolMaxMb"], json!(0)),
+            "spoolMaxMb must be at least 1",
         );
     }
 

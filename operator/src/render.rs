@@ -118,6 +118,16 @@ pub fn agent_args(ts: &TableSnap, data: &DataVolume) -> Vec<String> {
     for re in spec.exclude.iter().flatten() {
         args.push(format!("--exclude={re}"));
     }
+    if let Some(cl) = &spec.commitlog_archive {
+        args.push("--commitlog-archive".into());
+        args.push(under(&data.mount_path, cl.directory()));
+        args.push("--commitlog-dir".into());
+        args.push(under(&data.mount_path, cl.commitlog_directory()));
+        if let Some(mb) = cl.spool_max_mb {
+            args.push("--commitlog-spool-max".into());
+            args.push(mb.to_string());
+        }
+    }
     args.push(spec.bucket.clone());
     if spec.paths.is_empty() {
         args.push(data.mount_path.clone());
@@ -125,6 +135,11 @@ pub fn agent_args(ts: &TableSnap, data: &DataVolume) -> Vec<String> {
         args.extend(spec.paths.iter().cloned());
     }
     args
+}
+
+/// `rel` inside the mount at `mount`.
+fn under(mount: &str, rel: &str) -> String {
+    format!("{}/{rel}", mount.trim_end_matches('/'))
 }
 
 fn env_from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
@@ -275,21 +290,41 @@ pub fn sidecar(ts: &TableSnap, data: &DataVolume) -> Container {
         }),
         resources: Some(resources),
         security_context: Some(security_context),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: data.volume.clone(),
-                mount_path: data.mount_path.clone(),
-                read_only: Some(!spec.delete_on_backup),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: SCRATCH_VOLUME.into(),
-                mount_path: SCRATCH_PATH.into(),
-                ..Default::default()
-            },
-        ]),
+        volume_mounts: Some(volume_mounts(ts, data)),
         ..Default::default()
     }
+}
+
+/// The sidecar's mounts: the data volume (read-only unless the agent deletes what it shipped),
+/// the scratch volume, and with `commitlogArchive` the archive directory of the data volume,
+/// writable, over the read-only mount (the kubelet creates a missing `subPath` directory).
+fn volume_mounts(ts: &TableSnap, data: &DataVolume) -> Vec<VolumeMount> {
+    let spec = &ts.spec;
+    let mut mounts = vec![
+        VolumeMount {
+            name: data.volume.clone(),
+            mount_path: data.mount_path.clone(),
+            read_only: Some(!spec.delete_on_backup),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: SCRATCH_VOLUME.into(),
+            mount_path: SCRATCH_PATH.into(),
+            ..Default::default()
+        },
+    ];
+    if let Some(cl) = &spec.commitlog_archive
+        && !spec.delete_on_backup
+    {
+        mounts.push(VolumeMount {
+            name: data.volume.clone(),
+            mount_path: under(&data.mount_path, cl.directory()),
+            sub_path: Some(cl.directory().into()),
+            read_only: Some(false),
+            ..Default::default()
+        });
+    }
+    mounts
 }
 
 /// The scratch volume entry.
@@ -427,6 +462,58 @@ mod tests {
             volume: "data".into(),
             mount_path: "/bitnami/cassandra".into(),
         }
+    }
+
+    #[test]
+    fn the_commit_log_archive_is_mounted_writable_over_the_read_only_data() {
+        let ts = samples::tablesnap_point_in_time();
+        let c = sidecar(&ts, &data());
+        let mounts = c.volume_mounts.unwrap();
+        assert_eq!(mounts[0].read_only, Some(true), "the data stays read-only");
+        let archive = mounts
+            .iter()
+            .find(|m| m.mount_path == "/bitnami/cassandra/commitlog_archive")
+            .expect("the archive is mounted");
+        assert_eq!(
+            (
+                archive.name.as_str(),
+                archive.sub_path.as_deref(),
+                archive.read_only
+            ),
+            ("data", Some("commitlog_archive"), Some(false))
+        );
+        let args = c.args.unwrap().join(" ");
+        assert!(
+            args.contains("--commitlog-archive /bitnami/cassandra/commitlog_archive --commitlog-dir /bitnami/cassandra/commitlog --commitlog-spool-max 4096"),
+            "{args}"
+        );
+        // Without it: neither the flags nor the mount.
+        let plain = sidecar(&samples::tablesnap(), &data());
+        assert_eq!(plain.volume_mounts.unwrap().len(), 2);
+        assert!(
+            !plain
+                .args
+                .unwrap()
+                .iter()
+                .any(|a| a.starts_with("--commitlog"))
+        );
+        // Another directory, relative to the mount; a writable data mount needs no second one.
+        let mut other = ts.clone();
+        other.spec.commitlog_archive.as_mut().unwrap().directory = Some("cl/archive".into());
+        other.spec.delete_on_backup = true;
+        let c = sidecar(&other, &data());
+        assert_eq!(c.volume_mounts.unwrap().len(), 2);
+        assert!(
+            c.args
+                .unwrap()
+                .iter()
+                .any(|a| a == "/bitnami/cassandra/cl/archive")
+        );
+        assert_ne!(
+            config_hash(&sidecar(&ts, &data())),
+            config_hash(&sidecar(&samples::tablesnap(), &data())),
+            "turning archiving on rolls the pods"
+        );
     }
 
     #[test]

@@ -37,6 +37,20 @@ pub struct AgentReport {
     pub recovery_point: Option<i64>,
     /// Unix time of its last successful upload.
     pub last_success: Option<i64>,
+    /// Its commit log archive, when it ships one.
+    pub commitlog: Option<CommitlogReport>,
+}
+
+/// The commit log part of an agent's report.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CommitlogReport {
+    /// Unix time since which its shipped segments are continuous.
+    pub window_start: Option<i64>,
+    /// Unix time of the last write of its newest shipped segment.
+    pub window_end: Option<i64>,
+    /// Segments its spool cap dropped since it started.
+    pub segments_dropped: u64,
 }
 
 /// A client for reports; one per reconcile is cheap.
@@ -90,7 +104,8 @@ mod tests {
     fn reads_the_agents_wire_format_and_tolerates_other_versions() {
         let r: AgentReport = serde_json::from_str(
             r#"{"version":"0.1.0","time":100,"storageReady":true,"healthy":true,"queueDepth":2,
-                "oldestUnshipped":40,"recoveryPoint":40,"lastSuccess":90,"filesShipped":7,"future":1}"#,
+                "oldestUnshipped":40,"recoveryPoint":40,"lastSuccess":90,"filesShipped":7,"future":1,
+                "commitlog":{"windowStart":10,"windowEnd":20,"archiveLagSeconds":0,"segmentsShipped":3,"segmentsDropped":1}}"#,
         )
         .unwrap();
         assert_eq!(
@@ -103,6 +118,11 @@ mod tests {
                 queue_depth: 2,
                 recovery_point: Some(40),
                 last_success: Some(90),
+                commitlog: Some(CommitlogReport {
+                    window_start: Some(10),
+                    window_end: Some(20),
+                    segments_dropped: 1,
+                }),
             }
         );
         let old: AgentReport = serde_json::from_str(r#"{"time":5}"#).unwrap();

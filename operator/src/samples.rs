@@ -55,6 +55,17 @@ pub fn tablesnap_all_options() -> TableSnap {
     ts
 }
 
+/// A TableSnap for point-in-time restore: cassandra mode (read-only data mount) and the commit
+/// log archive in the data volume, with a spool cap.
+pub fn tablesnap_point_in_time() -> TableSnap {
+    let mut ts = tablesnap();
+    ts.spec.commitlog_archive = Some(crate::crd::CommitlogArchive {
+        spool_max_mb: Some(4096),
+        ..Default::default()
+    });
+    ts
+}
+
 /// Every sample StatefulSet.
 pub fn statefulsets() -> Vec<StatefulSet> {
     [
@@ -84,6 +95,7 @@ pub fn rendered() -> Vec<(String, Value)> {
     for (variant, ts) in [
         ("default", tablesnap()),
         ("all-options", tablesnap_all_options()),
+        ("point-in-time", tablesnap_point_in_time()),
     ] {
         let plan = plan(&ts, std::slice::from_ref(&ts), &statefulsets, &datacenters);
         for planned in &plan.targets {

@@ -96,6 +96,9 @@ pub struct Protection {
     pub oldest_recovery_point: Option<i64>,
     /// `pod: why` for the first few pods that are not protected, sorted by pod name.
     pub unprotected: Vec<String>,
+    /// The commit log window (unix seconds) in which every pod can be restored: the latest start
+    /// and the earliest end, when every pod reports one and they overlap.
+    pub recoverable_window: Option<(i64, i64)>,
 }
 
 /// The protection of a target: `reports` for the pods whose agent runs, `not_running` for the
@@ -114,7 +117,20 @@ pub fn protection(
         })
         .collect();
     let mut points = Vec::new();
+    let mut windows = Vec::new();
     for (pod, report) in reports {
+        if let Ok(AgentReport {
+            commitlog:
+                Some(crate::report::CommitlogReport {
+                    window_start: Some(s),
+                    window_end: Some(e),
+                    ..
+                }),
+            ..
+        }) = report
+        {
+            windows.push((*s, *e));
+        }
         if let Some(why) = why_unprotected(report) {
             unprotected.push((pod.clone(), why));
         }
@@ -128,7 +144,15 @@ pub fn protection(
     }
     unprotected.sort();
     let everyone = not_running.is_empty() && points.len() == reports.len();
+    let window = (not_running.is_empty() && !windows.is_empty() && windows.len() == reports.len())
+        .then(|| {
+            let start = windows.iter().map(|w| w.0).max().unwrap_or(0);
+            let end = windows.iter().map(|w| w.1).min().unwrap_or(0);
+            (start, end)
+        })
+        .filter(|(s, e)| s <= e);
     Protection {
+        recoverable_window: window,
         protected: count(reports.len() + not_running.len() - unprotected.len()),
         oldest_recovery_point: points.iter().min().copied().filter(|_| everyone),
         unprotected: unprotected
@@ -549,6 +573,46 @@ mod tests {
     }
 
     #[test]
+    fn the_recoverable_window_is_where_every_pod_can_be_restored() {
+        let with = |start: Option<i64>, end: Option<i64>| {
+            let mut r = report(1000, true, true, Some(1000));
+            r.commitlog = Some(crate::report::CommitlogReport {
+                window_start: start,
+                window_end: end,
+                segments_dropped: 0,
+            });
+            Ok(r)
+        };
+        let reports = vec![
+            ("p-0".to_string(), with(Some(100), Some(900))),
+            ("p-1".to_string(), with(Some(300), Some(700))),
+        ];
+        assert_eq!(
+            protection(&reports, &[]).recoverable_window,
+            Some((300, 700))
+        );
+        // A pod without a window (nothing shipped yet, or after a drop): none for the target.
+        let mut missing = reports.clone();
+        missing.push(("p-2".to_string(), with(None, None)));
+        assert_eq!(protection(&missing, &[]).recoverable_window, None);
+        missing.pop();
+        missing.push(("p-2".to_string(), Ok(report(1000, true, true, Some(1000)))));
+        assert_eq!(protection(&missing, &[]).recoverable_window, None);
+        assert_eq!(
+            protection(&reports, &["p-3".to_string()]).recoverable_window,
+            None,
+            "a pod whose agent does not run"
+        );
+        // Windows that do not overlap.
+        let apart = vec![
+            ("p-0".to_string(), with(Some(100), Some(200))),
+            ("p-1".to_string(), with(Some(300), Some(700))),
+        ];
+        assert_eq!(protection(&apart, &[]).recoverable_window, None);
+        assert_eq!(protection(&[], &[]).recoverable_window, None);
+    }
+
+    #[test]
     fn an_agent_protects_its_pod_only_when_it_says_it_ships() {
         assert_eq!(
             why_unprotected(&Ok(report(1000, true, true, Some(1000)))),
@@ -597,6 +661,7 @@ mod tests {
                 protected: 2,
                 oldest_recovery_point: Some(900),
                 unprotected: vec![],
+                recoverable_window: None,
             }
         );
         let some = protection(

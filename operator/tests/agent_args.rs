@@ -11,7 +11,14 @@ use tablesnap_operator::samples;
 fn rendered_agent_arguments_are_accepted_by_the_agent() {
     let data = tempfile::tempdir().unwrap();
     let mount = data.path().to_str().unwrap().to_string();
-    for ts in [samples::tablesnap(), samples::tablesnap_all_options()] {
+    // Cassandra's commit log and the archive beside the data, as in the images' /var/lib/cassandra.
+    std::fs::create_dir(data.path().join("commitlog")).unwrap();
+    std::fs::create_dir(data.path().join("commitlog_archive")).unwrap();
+    for ts in [
+        samples::tablesnap(),
+        samples::tablesnap_all_options(),
+        samples::tablesnap_point_in_time(),
+    ] {
         let args = agent_args(
             &ts,
             &DataVolume {
@@ -50,5 +57,19 @@ fn rendered_agent_arguments_are_accepted_by_the_agent() {
             ts.spec.mode.as_str() == "cassandra",
             "{argv:?}"
         );
+        match &ts.spec.commitlog_archive {
+            None => assert_eq!(cfg.commitlog, None, "{argv:?}"),
+            Some(_) => {
+                let cl = cfg.commitlog.expect("the archive is shipped");
+                assert_eq!(cl.archive, data.path().join("commitlog_archive"));
+                assert_eq!(cl.live, Some(data.path().join("commitlog")));
+                assert_eq!(cl.spool_max, Some(4096 << 20));
+                // Inside the watched mount: left out of its watch, not refused.
+                assert!(
+                    cfg.paths.iter().any(|p| cl.archive.starts_with(p)),
+                    "{argv:?}"
+                );
+            }
+        }
     }
 }
