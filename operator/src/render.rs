@@ -320,7 +320,8 @@ fn volume_mounts(ts: &TableSnap, data: &DataVolume) -> Vec<VolumeMount> {
             name: data.volume.clone(),
             mount_path: under(&data.mount_path, cl.directory()),
             sub_path: Some(cl.directory().into()),
-            read_only: Some(false),
+            // Writable is the default, and the API server stores no `readOnly: false`.
+            read_only: None,
             ..Default::default()
         });
     }
@@ -480,7 +481,7 @@ mod tests {
                 archive.sub_path.as_deref(),
                 archive.read_only
             ),
-            ("data", Some("commitlog_archive"), Some(false))
+            ("data", Some("commitlog_archive"), None)
         );
         let args = c.args.unwrap().join(" ");
         assert!(

@@ -70,6 +70,21 @@ async fn invalid_specs_are_refused_with_the_crds_messages() {
         .expect("the base spec is valid");
     let cases: Vec<(Value, &str)> = vec![
         (
+            spec_with("commitlogArchive", json!({"directory": "../etc"})),
+            "directory must be a relative path inside the data volume",
+        ),
+        (
+            spec_with(
+                "commitlogArchive",
+                json!({"commitlogDirectory": "/var/lib"}),
+            ),
+            "commitlogDirectory must be a relative path inside the data volume",
+        ),
+        (
+            spec_with("commitlogArchive", json!({"spoolMaxMb": 0})),
+            "spoolMaxMb must be at least 1",
+        ),
+        (
             spec_with("bucket", json!("My_Bucket")),
             "bucket must be an S3 bucket name",
         ),
