@@ -19,14 +19,27 @@ pub fn clap_exit(e: clap::Error, name: &str) -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => {
-            let text = e.render().to_string();
-            let first = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
-            eprintln!("{name}: {}", first.trim_start_matches("error: "));
+            eprintln!("{name}: {}", one_line(&e.render().to_string()));
             ExitCode::from(USAGE)
         }
+    }
+}
+
+/// clap's message as one line: its lines before the usage, joined (a missing argument is named on
+/// the line after "the following required arguments were not provided:").
+fn one_line(text: &str) -> String {
+    let joined = text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let line = joined.trim_start_matches("error: ");
+    if line.is_empty() {
+        "invalid arguments".into()
+    } else {
+        line.into()
     }
 }
 
@@ -48,4 +61,24 @@ pub fn runtime(name: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
             eprintln!("{name}: cannot start the runtime: {e}");
             ExitCode::FAILURE
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn clap_messages_become_one_line_naming_the_argument() {
+        assert_eq!(
+            one_line(
+                "error: the following required arguments were not provided:\n  --as-of <TIME>\n\nUsage: tableslurp --as-of <TIME>\n\nFor more information, try '--help'.\n"
+            ),
+            "the following required arguments were not provided: --as-of <TIME>"
+        );
+        assert_eq!(
+            one_line("error: unexpected argument '--x' found\n\nUsage: t\n"),
+            "unexpected argument '--x' found"
+        );
+        assert_eq!(one_line("\n"), "invalid arguments");
+    }
 }

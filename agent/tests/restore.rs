@@ -23,6 +23,7 @@ both_backends!(
     existing_files_kept_unless_force_and_dry_run_writes_nothing,
     large_objects_come_in_ranged_parts,
     commitlogs_from_the_restore_point,
+    point_in_time_plans_segments_and_writes_the_properties,
 );
 
 /// Runs tableslurp with `-n testhost`, `args`, then the backend's bucket arguments.
@@ -509,6 +510,154 @@ async fn commitlogs_from_the_restore_point(b: Backend) {
     assert_eq!(files(&out)["CommitLog-7-3.log"], data(64, 3));
 }
 
+/// Puts a segment as the agent ships one: the file and its `commitlog` metadata.
+async fn put_segment(s: &Store, dir: &Path, id: u64, last_write_ms: i64) {
+    let name = format!("CommitLog-7-{id}.log");
+    let body = data(64, id);
+    let mut m = meta(&body, 0, 0, 0o100644);
+    let seg = tablesnap::segment::SegmentMeta {
+        id,
+        version: 7,
+        last_write: last_write_ms,
+        seen: last_write_ms,
+        oldest_live: None,
+        live_at: None,
+        node: "testhost".into(),
+        cassandra_version: Some("5.0.9".into()),
+    };
+    m.user
+        .insert(tablesnap::segment::META_KEY.into(), seg.to_json());
+    s.put(
+        &key(&dir.join(name)),
+        Source::Memory(Bytes::from(body)),
+        &m,
+        None,
+    )
+    .await
+    .unwrap();
+}
+
+/// `--point-in-time`: the dry run prints the SSTables, the segments from the run's start to the
+/// one holding T and the properties lines, and writes nothing; the restore writes the segments
+/// and the properties file; a moment after the window and a gap are refused with nothing written.
+async fn point_in_time_plans_segments_and_writes_the_properties(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let s = b.store().await;
+    let cl = PathBuf::from("/var/lib/cassandra/commitlog_archive");
+    let table = Path::new("/var/lib/cassandra/data/ks/t-1");
+    put_file(&s, &table.join("nb-1-big-Data.db"), &data(10, 9)).await;
+    let t_index = put_index(&s, table, "nb-1-big-Data.db", &["nb-1-big-Data.db"]).await;
+    // One run of the node: ids from its start (10 minutes before the index), a segment closed
+    // each minute; the index falls in segment +10, T two minutes later in segment +12.
+    let start = (t_index - 600) * 1000;
+    for i in 0..14u64 {
+        put_segment(
+            &s,
+            &cl,
+            start as u64 + i,
+            start + 60_000 * (i as i64 + 1) - 1,
+        )
+        .await;
+    }
+    let t = t_index + 125;
+    let segs = d.path().join("segments");
+    let props = d.path().join("restore.properties");
+    let target = d.path().join("data");
+    let pitr = |t: i64, extra: &[&str]| {
+        let mut args: Vec<String> = vec![
+            "-r".into(),
+            "--as-of".into(),
+            t.to_string(),
+            "--point-in-time".into(),
+            cl.display().to_string(),
+            "--segments-to".into(),
+            segs.display().to_string(),
+            "--properties".into(),
+            props.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.push("/var/lib/cassandra/data".into());
+        args.push(target.display().to_string());
+        args
+    };
+    let run = |args: Vec<String>| slurp(&b, &args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let o = ok(run(pitr(t, &["--dry-run"])));
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    let planned: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("would download") && l.contains("CommitLog-"))
+        .collect();
+    assert_eq!(planned.len(), 13, "segments 0 to 12: {stdout}");
+    assert!(
+        stdout.contains(&format!("CommitLog-7-{}.log", start + 12)),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(&format!("CommitLog-7-{}.log", start + 13)),
+        "{stdout}"
+    );
+    assert!(stdout.contains("nb-1-big-Data.db"), "{stdout}");
+    let point = jiff::Timestamp::from_second(t)
+        .unwrap()
+        .strftime("%Y:%m:%d %H:%M:%S")
+        .to_string();
+    assert!(
+        stdout.contains(&format!("restore_point_in_time={point}\n")),
+        "{stdout}"
+    );
+    assert!(
+        !segs.exists() && !props.exists() && !target.exists(),
+        "a dry run writes nothing"
+    );
+
+    ok(run(pitr(t, &[])));
+    assert_eq!(files(&segs).len(), 13);
+    assert_eq!(
+        files(&segs)[&format!("CommitLog-7-{}.log", start + 3)],
+        data(64, start as u64 + 3)
+    );
+    let lines = std::fs::read_to_string(&props).unwrap();
+    assert!(
+        lines.contains(&format!("\nrestore_directories={}\n", segs.display())),
+        "{lines}"
+    );
+    assert!(
+        lines.contains(&format!("\nrestore_point_in_time={point}\n")),
+        "{lines}"
+    );
+    assert_eq!(
+        files(&target.join("ks/t-1"))["nb-1-big-Data.db"],
+        data(10, 9)
+    );
+
+    // Refused: after the window; before any index; across a gap. Nothing is written.
+    let fresh = |o: &Output, needle: &str| {
+        assert!(!o.status.success(), "{}", text(o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{needle:?} in {}", text(o));
+    };
+    std::fs::remove_dir_all(&segs).unwrap();
+    std::fs::remove_dir_all(&target).unwrap();
+    std::fs::remove_file(&props).unwrap();
+    fresh(
+        &run(pitr(t_index + 3600, &[])),
+        "the recoverable window ends at",
+    );
+    fresh(&run(pitr(t_index - 3600, &[])), "no index");
+    s.delete_many(&[key(&cl.join(format!("CommitLog-7-{}.log", start + 11)))])
+        .await
+        .unwrap();
+    fresh(
+        &run(pitr(t, &[])),
+        &format!("gap: segments between {} and {}", start + 10, start + 12),
+    );
+    assert!(
+        !segs.exists() && !props.exists() && !target.exists(),
+        "a refusal writes nothing"
+    );
+}
+
 #[test]
 fn bad_input_is_one_line_and_exit_2() {
     let d = tempfile::tempdir().unwrap();
@@ -535,6 +684,46 @@ fn bad_input_is_one_line_and_exit_2() {
         (
             vec![&store, "/d", file.to_str().unwrap()],
             "not a directory",
+        ),
+        (
+            vec![
+                &store,
+                "/d",
+                "/tmp/x",
+                "--point-in-time",
+                "/cl",
+                "--segments-to",
+                "/tmp/s",
+            ],
+            "--as-of",
+        ),
+        (
+            vec![
+                &store,
+                "/d",
+                "/tmp/x",
+                "--as-of",
+                "1",
+                "--point-in-time",
+                "cl",
+                "--segments-to",
+                "/tmp/s",
+            ],
+            "--point-in-time \"cl\"",
+        ),
+        (
+            vec![
+                &store,
+                "/d",
+                "/tmp/x",
+                "--as-of",
+                "1",
+                "--point-in-time",
+                "/cl",
+                "--segments-to",
+                "/tmp/x/s",
+            ],
+            "--segments-to",
         ),
     ];
     for (args, needle) in cases {
