@@ -595,6 +595,7 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
                     None => (None, None),
                 };
                 targets.push(TargetStatus {
+                    archive_command: render::archive_command(ts, data),
                     recoverable_window_start: window_start,
                     recoverable_window_end: window_end,
                     pods_protected: protection.protected,

@@ -435,6 +435,10 @@ pub struct TargetStatus {
     /// Its end: the last archived write every pod has shipped (the earliest end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recoverable_window_end: Option<String>,
+    /// With `commitlogArchive`: the line the target's Cassandra needs in its
+    /// `commitlog_archiving.properties` (on its classpath) for the agent to have segments to ship.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_command: Option<String>,
     /// Why the target is not injected, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

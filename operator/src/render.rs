@@ -137,6 +137,15 @@ pub fn agent_args(ts: &TableSnap, data: &DataVolume) -> Vec<String> {
     args
 }
 
+/// The `archive_command` line Cassandra needs for `spec.commitlogArchive` on this data volume.
+pub fn archive_command(ts: &TableSnap, data: &DataVolume) -> Option<String> {
+    let cl = ts.spec.commitlog_archive.as_ref()?;
+    Some(format!(
+        "archive_command=/bin/ln %path {}/%name",
+        under(&data.mount_path, cl.directory())
+    ))
+}
+
 /// `rel` inside the mount at `mount`.
 fn under(mount: &str, rel: &str) -> String {
     format!("{}/{rel}", mount.trim_end_matches('/'))
@@ -488,6 +497,11 @@ mod tests {
             args.contains("--commitlog-archive /bitnami/cassandra/commitlog_archive --commitlog-dir /bitnami/cassandra/commitlog --commitlog-spool-max 4096"),
             "{args}"
         );
+        assert_eq!(
+            archive_command(&ts, &data()).as_deref(),
+            Some("archive_command=/bin/ln %path /bitnami/cassandra/commitlog_archive/%name")
+        );
+        assert_eq!(archive_command(&samples::tablesnap(), &data()), None);
         // Without it: neither the flags nor the mount.
         let plain = sidecar(&samples::tablesnap(), &data());
         assert_eq!(plain.volume_mounts.unwrap().len(), 2);

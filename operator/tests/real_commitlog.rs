@@ -71,6 +71,11 @@ async fn archive_mounted_writable_and_the_window_reported() {
         .unwrap();
     let status = reconciled(&client, &ns).await;
     assert!(status.targets[0].injected, "{status:?}");
+    assert_eq!(
+        status.targets[0].archive_command.as_deref(),
+        Some("archive_command=/bin/ln %path /var/lib/cassandra/commitlog_archive/%name"),
+        "the status tells what Cassandra needs"
+    );
     assert_eq!(status.targets[0].recoverable_window_end, None);
 
     // What the API server stored: the archive mounted writable over the read-only data.
