@@ -300,3 +300,217 @@ fn preserved_gid(s: &StatMeta) -> u32 {
         .and_then(|g| nix::unistd::Group::from_name(g).ok().flatten())
         .map_or(s.gid, |g| g.gid.as_raw())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{S3Settings, StaticCredentials, StoreLocation, UploadSizing};
+    use crate::store::{RequestKind, StoreOptions};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const HELLO_MD5: &str = "5d41402abc4b2a76b9719d911017c592";
+
+    /// One scripted answer: status and the object's bytes (the Content-Length of a HEAD).
+    #[derive(Clone)]
+    enum Reply {
+        Object(&'static [u8]),
+        Status(u16),
+    }
+
+    /// A scripted S3 endpoint on loopback: each request (one per connection) gets the next reply,
+    /// the last one repeating. An object reply serves a `Range` as 206.
+    async fn endpoint(replies: Vec<Reply>) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            for i in 0.. {
+                let (mut c, _) = l.accept().await.unwrap();
+                let mut req = Vec::new();
+                let mut b = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut b).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&b[..n]),
+                    }
+                }
+                let req = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                let (status, body): (u16, &[u8]) = match replies[i.min(replies.len() - 1)] {
+                    Reply::Status(s) => (s, b""),
+                    Reply::Object(o) => {
+                        match req.lines().find_map(|l| l.strip_prefix("range: bytes=")) {
+                            Some(r) => {
+                                let (s, e) = r.trim().split_once('-').unwrap();
+                                (
+                                    206,
+                                    &o[s.parse::<usize>().unwrap()..=e.parse::<usize>().unwrap()],
+                                )
+                            }
+                            None => (200, o),
+                        }
+                    }
+                };
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nETag: \"{HELLO_MD5}\"\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = c.write_all(head.as_bytes()).await;
+                if !req.starts_with("head") {
+                    let _ = c.write_all(body).await;
+                }
+                let _ = c.shutdown().await;
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    /// A fetcher on that endpoint, the SDK's own retries off (one attempt per request).
+    async fn fetcher(url: String, part_size: u64) -> Fetcher {
+        let loc = StoreLocation::S3(S3Settings {
+            bucket: "b".into(),
+            region: Some("us-east-1".into()),
+            endpoint: Some(url),
+            force_path_style: true,
+            credentials: Some(StaticCredentials {
+                access_key: "k".into(),
+                secret_key: "s".into(),
+                session_token: None,
+            }),
+            max_attempts: 1,
+            request_timeout: Some(Duration::from_secs(10)),
+        });
+        let opts = StoreOptions {
+            sizing: UploadSizing {
+                max_single_put: 1 << 20,
+                part_size: 1 << 20,
+            },
+            write: Default::default(),
+            max_parts_in_flight: 1,
+        };
+        Fetcher {
+            store: Store::open(&loc, opts).await.unwrap(),
+            gets: Semaphore::new(4),
+            threads: 1,
+            part_size,
+            force: false,
+            dry_run: false,
+            ownership: Ownership::Unchanged,
+        }
+    }
+
+    /// Fetches `k` to a fresh directory: the outcome (bounded, an endless retry fails), the HEAD
+    /// and GET requests made, and what the file holds.
+    async fn fetch(replies: Vec<Reply>, part_size: u64) -> (Result<Outcome>, u64, u64, Vec<u8>) {
+        let f = fetcher(endpoint(replies).await, part_size).await;
+        let d = tempfile::tempdir().unwrap();
+        let job = Job {
+            key: "k".into(),
+            dest: d.path().join("f"),
+            may_be_dir: false,
+        };
+        let r = tokio::time::timeout(Duration::from_secs(20), f.fetch(&job, &|_| {}))
+            .await
+            .expect("the fetch ends: retries are bounded");
+        let req = |k| f.store.requests().get(k);
+        let data = std::fs::read(&job.dest).unwrap_or_default();
+        (r, req(RequestKind::Head), req(RequestKind::Get), data)
+    }
+
+    use Reply::{Object, Status};
+
+    /// Issue 13 (mutation testing): a HEAD or GET refused with a 503 is tried again, up to three
+    /// attempts each, and the file then comes whole and verified.
+    #[tokio::test]
+    async fn transient_errors_are_tried_again() {
+        let replies = [Status(503), Status(503), Object(b"hello")];
+        let (r, heads, gets, data) = fetch([&replies[..], &replies[..]].concat(), 1 << 20).await;
+        assert_eq!(
+            r.unwrap(),
+            Outcome::Downloaded {
+                bytes: 5,
+                verified: true
+            }
+        );
+        assert_eq!((heads, gets, &data[..]), (3, 3, &b"hello"[..]));
+    }
+
+    /// Issue 13 (mutation testing): three attempts and no more; an error a retry cannot fix (403)
+    /// is not tried again; a short body is an integrity error, tried again like a transient one.
+    #[tokio::test]
+    async fn retries_stop_after_three_attempts_or_at_a_permanent_error() {
+        let (r, heads, gets, _) = fetch(vec![Status(503)], 1 << 20).await;
+        assert!(r.unwrap_err().is_retryable());
+        assert_eq!((heads, gets), (3, 0), "HEAD always 503");
+        let (r, heads, gets, _) = fetch(vec![Status(403)], 1 << 20).await;
+        assert!(matches!(r, Err(Error::Permission(_))), "{r:?}");
+        assert_eq!((heads, gets), (1, 0), "HEAD 403");
+        let (r, heads, gets, _) = fetch(vec![Object(b"hello"), Status(503)], 1 << 20).await;
+        assert!(r.unwrap_err().is_retryable());
+        assert_eq!((heads, gets), (1, 3), "GET always 503");
+        let (r, heads, gets, _) = fetch(vec![Object(b"hello"), Status(403)], 1 << 20).await;
+        assert!(matches!(r, Err(Error::Permission(_))), "{r:?}");
+        assert_eq!((heads, gets), (1, 1), "GET 403");
+        let (r, heads, gets, data) = fetch(vec![Object(b"hello"), Object(b"hel")], 1 << 20).await;
+        assert!(matches!(r, Err(Error::Integrity(_))), "{r:?}");
+        assert_eq!((heads, gets), (1, 3), "a 3-byte body of a 5-byte object");
+        assert!(data.is_empty(), "no file under its final name");
+    }
+
+    /// Issue 13 (mutation testing): an object larger than the part size comes in ranged parts,
+    /// each of its own length, assembled and verified against the whole object's MD5.
+    #[tokio::test]
+    async fn ranged_parts_assemble_the_object() {
+        let (r, heads, gets, data) = fetch(vec![Object(b"hello")], 2).await;
+        assert_eq!(
+            r.unwrap(),
+            Outcome::Downloaded {
+                bytes: 5,
+                verified: true
+            }
+        );
+        assert_eq!((heads, gets, &data[..]), (1, 3, &b"hello"[..]));
+    }
+
+    /// Issue 13 (mutation testing): the whole object's digest from its ranges' (the restore
+    /// compares it with what the backup recorded): one range is the whole; CRC64NVMEs combine in
+    /// order; MD5s of several ranges, or a range without a digest, give none (the file is then
+    /// read back).
+    #[test]
+    fn range_digests_combine_into_the_whole_objects() {
+        use crate::checksum::crc64;
+        let crc = |b: &[u8]| {
+            Some(Digest::Crc64Nvme {
+                whole: crc64(b),
+                parts: vec![],
+            })
+        };
+        assert_eq!(combine(&[crc(b"hello")], &[5]), crc(b"hello"));
+        assert_eq!(
+            combine(&[crc(b"he"), crc(b"ll"), crc(b"o")], &[2, 2, 1]),
+            crc(b"hello")
+        );
+        assert_eq!(combine(&[crc(b"he"), None], &[2, 3]), None);
+        let md5 = Some(Digest::Md5(HELLO_MD5.into(), None));
+        assert_eq!(combine(std::slice::from_ref(&md5), &[5]), md5);
+        assert_eq!(combine(&[md5.clone(), md5], &[2, 3]), None);
+        assert_eq!(combine(&[None], &[5]), None);
+    }
+
+    /// Issue 13 (mutation testing): the permission bits of the `stat` metadata are set even when
+    /// the owner is left unchanged; the file type bits are not permission bits.
+    #[test]
+    fn permission_bits_come_from_the_stat_metadata() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, b"x").unwrap();
+        let stat = StatMeta {
+            uid: 0,
+            gid: 0,
+            mode: 0o100640,
+            user: None,
+            group: None,
+        };
+        set_owner_and_mode(&p, Some(&stat), &Ownership::Unchanged).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o640, "{mode:o}");
+    }
+}
