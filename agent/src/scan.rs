@@ -222,4 +222,37 @@ mod tests {
             vec![(PathBuf::from("ks/t/deep"), 2), (PathBuf::from("top"), 1)]
         );
     }
+
+    /// Issue 13 (mutation testing): the directories a cassandra-mode scan queues: the root and,
+    /// when recursive, every directory below it but the skipped ones (and what is below those),
+    /// never a file.
+    #[test]
+    fn dirs_respect_recursion_and_skips() {
+        let d = tempfile::tempdir().unwrap();
+        for p in ["ks/t-1/snapshots/s", "ks/t-2", "staging/u"] {
+            std::fs::create_dir_all(d.path().join(p)).unwrap();
+        }
+        std::fs::write(d.path().join("ks/t-1/nb-1-big-Data.db"), b"1").unwrap();
+        assert_eq!(dirs(d.path(), false, &[]), vec![d.path().to_path_buf()]);
+        let all: Vec<_> = dirs(d.path(), true, &[d.path().join("staging")])
+            .iter()
+            .map(|p| {
+                p.strip_prefix(d.path())
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(
+            all,
+            [
+                "",
+                "ks",
+                "ks/t-1",
+                "ks/t-1/snapshots",
+                "ks/t-1/snapshots/s",
+                "ks/t-2"
+            ]
+        );
+    }
 }

@@ -24,7 +24,69 @@ both_backends!(
     health_and_metrics_endpoint,
     md5_on_start_compares_content,
     index_queues_the_files_it_finds_missing,
+    cassandra_b_scan_lists_once_and_ships_what_no_event_announced,
 );
+
+/// Issue 13 (mutation testing): in cassandra mode, `-B` at start learns the bucket from one LIST
+/// of the root and queues every directory below it; the SSTable flushed while no agent ran ships
+/// with its index. What the scan says (present, queued, LISTs, also of a periodic scan) is checked:
+/// `scan::reconcile_dirs` had no test that fails without it.
+async fn cassandra_b_scan_lists_once_and_ships_what_no_event_announced(b: Backend) {
+    use support::sim::{Table, Ver};
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let mut t = Table::new(&data, "ks", "tb", Ver::V40, 21);
+    let cassandra = ["--mode", "cassandra", "-r", "-a"];
+    let store = b.store().await;
+    let index = |dir: &std::path::Path, s: &support::sim::SSTable| {
+        format!("testhost:{}-listdir.json", dir.join(s.data()).display())
+    };
+    let first = Agent::start(&b, &cassandra, &[&data]);
+    let s1 = t.flush();
+    wait_key(&store, &index(&t.dir, &s1)).await;
+    first.stop();
+    let before: Vec<String> = store
+        .list("testhost:")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| !k.ends_with("-listdir.json"))
+        .collect();
+    let s2 = t.flush(); // no agent runs: no event announces it
+    let args = [&cassandra[..], &["-B", "--rescan-interval", "1"]].concat();
+    let second = Agent::start(&b, &args, &[&data]);
+    let scan = second.first_scan(T);
+    // The directories below the root, the root included, staging not: each is queued.
+    let mut dirs = 0;
+    let mut todo = vec![data.clone()];
+    while let Some(dir) = todo.pop() {
+        dirs += 1;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() && e.file_name() != tablesnap::agent::STAGING_NAME {
+                todo.push(e.path());
+            }
+        }
+    }
+    assert_eq!(scan["present"], before.len(), "{scan}");
+    assert_eq!(scan["queued"], dirs, "{scan}");
+    assert_eq!(scan["list_requests"], 1, "{scan}");
+    wait_key(&store, &index(&t.dir, &s2)).await;
+    for (name, body) in t.live_files() {
+        let got = store
+            .get_bytes(&format!("testhost:{}", t.dir.join(&name).display()))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(got[..] == body[..], "{name}: object differs from the file");
+    }
+    // A periodic scan counts its own LIST, not the agent's since the start.
+    second.wait_for(T, |l| {
+        l.iter().filter(|v| v["message"] == "scan finished").count() >= 2
+    });
+    let again = second.messages("scan finished").remove(1);
+    assert_eq!(again["list_requests"], 1, "{again}");
+    second.stop();
+}
 
 /// Issue 13 (mutation testing): a file of the directory that no event announced (on disk before
 /// the agent started, without -B) is queued by the index that needs it, and the index follows.
