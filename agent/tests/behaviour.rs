@@ -25,7 +25,35 @@ both_backends!(
     md5_on_start_compares_content,
     index_queues_the_files_it_finds_missing,
     cassandra_b_scan_lists_once_and_ships_what_no_event_announced,
+    b_at_start_writes_a_missing_index_and_a_rescan_counts_its_own_list,
 );
+
+/// Issue 13 (mutation testing): `-B` at start writes the index that a data file in the bucket
+/// lacks (the agent stopped between the file's upload and its index), and a periodic scan reports
+/// its own LIST, not the agent's since the start (two survivors of `scan::reconcile`).
+async fn b_at_start_writes_a_missing_index_and_a_rescan_counts_its_own_list(b: Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("ks").join("t-5");
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = b.store().await;
+    let first = Agent::start(&b, &[], &[&dir]);
+    let f = write_rename(&dir, "nb-1-big-Data.db", &data(900, 3));
+    let index = format!("testhost:{}-listdir.json", f.display());
+    wait_key(&store, &index).await;
+    first.stop();
+    store
+        .delete_many(std::slice::from_ref(&index))
+        .await
+        .unwrap();
+    let second = Agent::start(&b, &["-B", "--rescan-interval", "1"], &[&dir]);
+    wait_key(&store, &index).await;
+    second.wait_for(T, |l| {
+        l.iter().filter(|v| v["message"] == "scan finished").count() >= 2
+    });
+    let again = second.messages("scan finished").remove(1);
+    assert_eq!(again["list_requests"], 1, "{again}");
+    second.stop();
+}
 
 /// Issue 13 (mutation testing): in cassandra mode, `-B` at start learns the bucket from one LIST
 /// of the root and queues every directory below it; the SSTable flushed while no agent ran ships
