@@ -661,5 +661,29 @@ async fn md5_on_start_compares_content(b: Backend) {
             .is_ok_and(|b| &b[..] == b"local content")
     })
     .await;
+    const DIFFERS: &str = "checksum differs from the bucket's copy; uploading the local file";
+    assert_eq!(agent.messages(DIFFERS).len(), 1);
+    agent.stop();
+
+    // Issue 13 (mutation testing): the same content is left alone, with no warning, and on S3
+    // known from the listing's plain-MD5 ETag without a HEAD of the object (its one HEAD is the
+    // bucket's, at start); the local store lists no ETags: one HEAD of the object.
+    use support::fault::{free_port, http_get, metric};
+    let addr = format!("127.0.0.1:{}", free_port());
+    let agent = Agent::start(
+        &b,
+        &["-B", "--md5-on-start", "--http-listen", &addr],
+        &[d.path()],
+    );
+    let scan = agent.first_scan(T);
+    assert_eq!(
+        (scan["present"].as_u64(), scan["queued"].as_u64()),
+        (Some(1), Some(0)),
+        "{scan}"
+    );
+    assert_eq!(agent.messages(DIFFERS), Vec::<serde_json::Value>::new());
+    let m = http_get(&addr, "/metrics").await;
+    let heads = metric(&m, "tablesnap_storage_requests{kind=\"head\"}");
+    assert_eq!(heads, Some(1.0), "{m}");
     agent.stop();
 }
