@@ -231,7 +231,19 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
     if let Some(addr) = ctx.cfg.http_listen {
         crate::http::serve(addr, ctx.clone()).await?;
     }
+    // The commit log archive is a spool from the start: its cap holds while the agent waits for
+    // the bucket too (its uploads fail and are retried meanwhile).
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let archive_task = ctx
+        .cfg
+        .commitlog
+        .clone()
+        .map(|src| tokio::spawn(crate::archive::run(ctx.clone(), src, stop_rx.clone())));
     if !wait_for_store(&ctx.store, wait_for_bucket, &mut signals, &ctx.stats).await? {
+        // A signal while waiting: nothing can be shipped, and the segments stay for the next run.
+        if let Some(t) = archive_task {
+            t.abort();
+        }
         return Ok(());
     }
     ctx.stats.storage_ready.set(1);
@@ -239,12 +251,6 @@ pub async fn run(cfg: Config, mut signals: mpsc::Receiver<()>) -> Result<()> {
         tracing::info!(path = %root.display(), directories = n, "watching");
     }
     let index_task = tokio::spawn(crate::index::run(ctx.clone(), index_rx, index_tx.clone()));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let archive_task = ctx
-        .cfg
-        .commitlog
-        .clone()
-        .map(|src| tokio::spawn(crate::archive::run(ctx.clone(), src, stop_rx.clone())));
     let dispatcher = tokio::spawn(dispatch(ctx.clone(), queue_rx, stop_rx));
 
     if ctx.cfg.backup {

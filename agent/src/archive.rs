@@ -451,10 +451,21 @@ mod tests {
             dir.path().join("linked"),
         )
         .unwrap();
+        // The last write in milliseconds, from the file's modification time.
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("CommitLog-7-5.log"))
+            .unwrap()
+            .set_modified(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123),
+            )
+            .unwrap();
         let got = read_dir(dir.path()).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].id, got[0].size, got[0].nlink), (5, 3, 2));
-        assert!(got[0].mtime > 1_700_000_000_000);
+        assert_eq!(got[0].mtime, 1_700_000_000_123);
+        let now = jiff::Timestamp::now().as_millisecond();
+        assert!((now_ms() - now).abs() < 5_000, "{} vs {now}", now_ms());
         assert_eq!(oldest_live(dir.path()), Some(5));
     }
 }

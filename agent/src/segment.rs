@@ -344,6 +344,9 @@ mod tests {
             "commitlog-7-1.log",
             "CommitLog-7-1-2.log",
             "CommitLog-7-99999999999999999999999.log",
+            // Rust's integer parser takes a sign; a segment name never has one.
+            "CommitLog-+7-1.log",
+            "CommitLog-7-+1.log",
         ] {
             assert_eq!(parse_name(bad), None, "{bad}");
         }
@@ -381,6 +384,87 @@ mod tests {
         let mut early = last_of_run.clone();
         early.last_write = later as i64 + 1;
         assert!(!follows(&early, &m(later, later as i64 + 10, 0)));
+    }
+
+    #[test]
+    fn a_run_starts_only_after_missing_ids_and_later_than_the_last_write() {
+        let m = |id: u64, lw: i64| seg(id, lw, lw).meta;
+        let a = m(100, 1_000);
+        // The next id is the same run, never a new one.
+        assert!(!starts_run(&a, &m(101, 5_000)));
+        assert!(!starts_run(&a, &m(100, 5_000)));
+        // Ids missing and the id (a start time in ms) after a's last write: a new run.
+        assert!(starts_run(&a, &m(1_001, 5_000)));
+        // At a's last write exactly, or before it: ids missing inside a run.
+        assert!(!starts_run(&a, &m(1_000, 5_000)));
+        assert!(!starts_run(&m(100, 50), &m(99, 5_000)));
+    }
+
+    #[test]
+    fn refusals_say_what_and_where() {
+        let t = |r: Refusal| r.to_string();
+        assert_eq!(t(Refusal::NoSegments), "no commit log segment is archived");
+        let after = t(Refusal::AfterWindow {
+            window_end: START,
+            newest: "h:/a/CommitLog-7-9.log".into(),
+        });
+        assert!(
+            after.starts_with("the recoverable window ends at 2026-12-01T18:40:24.209Z")
+                && after.contains("h:/a/CommitLog-7-9.log"),
+            "{after}"
+        );
+        let start = t(Refusal::MissingStart {
+            needed: 5,
+            oldest: Some(7),
+        });
+        assert!(
+            start.contains("segment 5 is needed") && start.contains("starts at 7"),
+            "{start}"
+        );
+        assert_eq!(
+            t(Refusal::MissingStart {
+                needed: 5,
+                oldest: None
+            }),
+            "segment 5 is needed but not archived"
+        );
+        let gap = t(Refusal::Gap {
+            after: 3,
+            before: 6,
+        });
+        assert!(
+            gap.contains("segments between 3 and 6 are missing"),
+            "{gap}"
+        );
+    }
+
+    #[test]
+    fn an_oldest_live_segment_missing_from_the_archive() {
+        let mut segs = run(START as u64, START, 6);
+        // The oldest live segment at +31 s was 2, and 2 is not archived: refused, even though
+        // the next archived one is the restore point's own.
+        segs[1] = live(segs[1].clone(), START as u64 + 2, START + 31_000);
+        let mut without = segs.clone();
+        without.remove(2);
+        assert_eq!(
+            needed(&without, START + 35_000, START + 45_000),
+            Err(Refusal::MissingStart {
+                needed: START as u64 + 2,
+                oldest: Some(START as u64)
+            })
+        );
+        // An oldest live segment newer than the restore point's own (clocks): from the restore
+        // point's own segment, and a missing one after it is a gap.
+        let mut ahead = run(START as u64, START, 6);
+        ahead[1] = live(ahead[1].clone(), START as u64 + 4, START + 21_000);
+        ahead.remove(4);
+        assert_eq!(
+            needed(&ahead, START + 25_000, START + 55_000),
+            Err(Refusal::Gap {
+                after: START as u64 + 3,
+                before: START as u64 + 5
+            })
+        );
     }
 
     #[test]
