@@ -781,4 +781,147 @@ mod tests {
             json!({"spec": {"x": 1, "volumes": [{"name": "a", "emptyDir": {}, "hostPath": {"path": "/"}}, {"name": "b", "emptyDir": {}}]}})
         );
     }
+
+    /// Issue 13 (mutation testing): staging goes to the scratch volume only in cassandra mode with
+    /// the data mounted read-only (without `deleteOnBackup`); generic mode stages nothing.
+    #[test]
+    fn only_cassandra_mode_on_read_only_data_stages_in_scratch() {
+        let staging = |mode: Mode, delete: bool| {
+            let mut ts = samples::tablesnap();
+            ts.spec.mode = mode;
+            ts.spec.delete_on_backup = delete;
+            agent_args(&ts, &data()).contains(&"--staging-dir".to_string())
+        };
+        assert!(staging(Mode::Cassandra, false));
+        assert!(!staging(Mode::Cassandra, true));
+        assert!(!staging(Mode::Generic, false));
+        assert!(!staging(Mode::Generic, true));
+    }
+
+    /// Issue 13 (mutation testing): what the sidecar is made of when the spec leaves it to the
+    /// operator: Guaranteed resources (requests equal to limits), the restricted-compliant
+    /// security context, the HTTP port, the liveness probe's timing, the pull policy given.
+    #[test]
+    fn the_sidecars_defaults_are_complete() {
+        let both = BTreeMap::from([
+            ("cpu".to_owned(), Quantity("100m".into())),
+            ("memory".to_owned(), Quantity("256Mi".into())),
+        ]);
+        let r = default_resources();
+        assert_eq!(
+            (r.requests.as_ref(), r.limits.as_ref()),
+            (Some(&both), Some(&both))
+        );
+        let mut ts = samples::tablesnap();
+        ts.spec.agent.image_pull_policy = Some("Always".into());
+        let c = sidecar(&ts, &data());
+        assert_eq!(c.resources, Some(default_resources()));
+        assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
+        let port = ts.spec.http_port();
+        assert_eq!(
+            serde_json::to_value(&c.ports).unwrap(),
+            json!([{"name": "tablesnap-http", "containerPort": port, "protocol": "TCP"}])
+        );
+        let p = c.liveness_probe.unwrap();
+        assert_eq!(
+            (
+                p.initial_delay_seconds,
+                p.period_seconds,
+                p.timeout_seconds,
+                p.failure_threshold
+            ),
+            (Some(10), Some(20), Some(5), Some(6))
+        );
+        let sc = serde_json::to_value(c.security_context.unwrap()).unwrap();
+        assert_eq!(sc["capabilities"], json!({"drop": ["ALL"]}));
+        assert_eq!(sc["seccompProfile"], json!({"type": "RuntimeDefault"}));
+    }
+
+    /// Issue 13 (mutation testing): a user's security context is merged field by field, and
+    /// inside a field that is an object too: adding a capability keeps `drop: [ALL]`.
+    #[test]
+    fn a_security_context_override_merges_inside_objects() {
+        let user: SecurityContext = serde_json::from_value(
+            json!({"runAsUser": 999, "capabilities": {"add": ["NET_BIND_SERVICE"]}}),
+        )
+        .unwrap();
+        let sc = serde_json::to_value(security_context(Some(&user))).unwrap();
+        assert_eq!(
+            sc["capabilities"],
+            json!({"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]})
+        );
+        assert_eq!(
+            (sc["runAsUser"].clone(), sc["runAsNonRoot"].clone()),
+            (json!(999), json!(true))
+        );
+    }
+
+    /// Issue 13 (mutation testing): the data is mounted read-only, writable only with
+    /// `deleteOnBackup`, both said explicitly.
+    #[test]
+    fn the_data_mount_is_read_only_unless_the_agent_deletes() {
+        let read_only = |delete: bool| {
+            let mut ts = samples::tablesnap();
+            ts.spec.delete_on_backup = delete;
+            sidecar(&ts, &data()).volume_mounts.unwrap()[0].read_only
+        };
+        assert_eq!(
+            (read_only(false), read_only(true)),
+            (Some(true), Some(false))
+        );
+    }
+
+    /// Issue 13 (mutation testing): without pull secrets the hash is the one of the sidecar and the
+    /// scratch volume alone (pods made before pull secrets existed do not roll), and the apply
+    /// body names no `imagePullSecrets` (an empty list would claim the field); with them both do.
+    #[test]
+    fn pull_secrets_enter_the_hash_and_the_body_only_when_there_are_some() {
+        let ts = samples::tablesnap();
+        let c = sidecar(&ts, &data());
+        let hash =
+            |doc: Value| hex::encode(&Sha256::digest(serde_json::to_vec(&doc).unwrap())[..8]);
+        assert_eq!(
+            config_hash_with(&c, &[]),
+            hash(json!({"container": c, "volume": scratch_volume()}))
+        );
+        let secrets = vec![LocalObjectReference { name: "reg".into() }];
+        assert_eq!(
+            config_hash_with(&c, &secrets),
+            hash(json!({"container": c, "volume": scratch_volume(), "imagePullSecrets": secrets}))
+        );
+        let body = apply_body(&ts, TargetKind::StatefulSet, "cass", "cassandra", &data());
+        assert_eq!(body.pointer("/spec/template/spec/imagePullSecrets"), None);
+        let mut ts = ts;
+        ts.spec.agent.image_pull_secrets = secrets.clone();
+        let body = apply_body(&ts, TargetKind::StatefulSet, "cass", "cassandra", &data());
+        assert_eq!(
+            body.pointer("/spec/template/spec/imagePullSecrets"),
+            Some(&json!(secrets))
+        );
+    }
+
+    /// Issue 13 (mutation testing): the preview lists our field manager once, added or already
+    /// there, and lists other than containers, init containers and volumes are replaced whole.
+    #[test]
+    fn the_preview_names_our_manager_once_and_replaces_other_lists() {
+        let ours = |v: &Value| {
+            v["metadata"]["managedFields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["manager"] == FIELD_MANAGER)
+                .count()
+        };
+        let body =
+            json!({"apiVersion": "apps/v1", "metadata": {"name": "x"}, "spec": {"args": ["c"]}});
+        let live = json!({"metadata": {"name": "x", "managedFields": [{"manager": "kubectl"}]}, "spec": {"args": ["a", "b"]}});
+        let once = merged(&live, &body);
+        assert_eq!(ours(&once), 1);
+        assert_eq!(
+            once["metadata"]["managedFields"].as_array().unwrap().len(),
+            2
+        );
+        assert_eq!(ours(&merged(&once, &body)), 1);
+        assert_eq!(once["spec"]["args"], json!(["c"]));
+    }
 }
