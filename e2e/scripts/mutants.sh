@@ -12,7 +12,8 @@
 #            --in-repo (mutate the checkout itself and build in its target/: for CI's own clone,
 #            where nobody else edits or builds; cargo-mutants puts every file back afterwards),
 #            --operator (the operator's decision modules: render, resolve, apply, status),
-#            --only MODULE (of a file's runs, only the one named so, e.g. agent-index-task)
+#            --only MODULE (of a file's runs, only the one named so, e.g. agent-index-task),
+#            --lib-only (each file's unit tests alone, without the pipeline or real-server tests)
 #
 # --changed and --sample are the CI modes: their output goes to target/mutants/ (or --out), and the
 # exit code is 1 when a mutant survives that e2e/results/mutants/EQUIVALENT.md does not list.
@@ -29,7 +30,7 @@ AGENT_DECISIONS=(
   agent/src/classify.rs agent/src/sstable.rs agent/src/ready.rs agent/src/index.rs
   agent/src/retention/mark.rs agent/src/restore/plan.rs agent/src/checksum.rs
   agent/src/scan.rs agent/src/queue.rs agent/src/stage.rs agent/src/filter.rs agent/src/meta.rs
-  agent/src/restore/fetch.rs
+  agent/src/restore/fetch.rs agent/src/store/local.rs agent/src/store/s3.rs
 )
 OPERATOR_DECISIONS=(operator/src/render.rs operator/src/resolve.rs operator/src/apply.rs operator/src/status.rs)
 # The modules measured and brought to 90% caught (README "Mutation testing"): what the CI modes
@@ -41,14 +42,24 @@ GATED=(
   agent/src/filter.rs agent/src/meta.rs
 )
 INDEX_TASK='(replace (run|settle|read_dir) | in (run|settle|read_dir)$)'
+# The store backends' functions that send a checksum with a write, read one back or check one on a
+# download (their other functions are the transport: error classification, listing, tidying).
+STORE_CHECKSUM='(replace |in )(S3Store|LocalStore)::(put|put_multipart|upload_parts|upload_part|head|download_range)( |$)'
 
 # The tests that cover a file, one cargo-mutants run per line, tab-separated: the module's name
 # suffix (or -), the test targets (built and run for each mutant: only these are rebuilt), a nextest
 # filterset (or -), which of the file's mutants (a cargo-mutants option, or -), and the per-mutant
 # test timeout in seconds (or - for --timeout).
-# Unit tests beside the code are the decisions' tests (STYLE.md). The index writer's task needs
-# the agent's context and a store: the pipeline tests (local directory store, no Garage) cover it.
-# The operator's mock-API-server scenarios cover its reconcile steps.
+# Unit tests beside the code are the decisions' tests (STYLE.md; the queue's and staging's too). The
+# index writer's task and the scans need the agent's context and a store: the pipeline tests (local
+# directory store, no Garage) cover them; restore's download verification, tableslurp's tests (local
+# store). The store backends' checksum code (the functions that send or check a checksum) is run
+# against Garage (`garage.sh start`: its env must be exported) and the local store.
+# The operator's reconcile steps run against a real kube-apiserver (`k8s.sh start`: its env,
+# TABLESNAP_KUBECONFIG, must be exported; TABLESNAP_REQUIRE_REAL=1 makes a test that would skip
+# fail instead, so that a missing server never counts as mutants missed or caught): each module with
+# its unit tests and the real-server tests that exercise it, not the slow ones of the operator binary
+# (`real_operator`) or real agents (`real_status`, for status.rs: its decisions are pure and unit-tested).
 runs_for() {
   local task="$INDEX_TASK"
   case "$1" in
@@ -56,8 +67,27 @@ runs_for() {
       printf '%s\t%s\t%s\t%s\t%s\n' - "--lib" - "--exclude-re=$task" -
       printf '%s\t%s\t%s\t%s\t%s\n' "-task" "--lib --test behaviour --test dropin" \
         'kind(lib)|test(/^local::/)' "--re=$task" 180 ;;
+    agent/src/scan.rs)
+      printf '%s\t%s\t%s\t%s\t%s\n' - "--lib --test behaviour --test dropin --test cassandra" \
+        'kind(lib)|test(/^local::/)' - 180 ;;
+    agent/src/restore/fetch.rs)
+      printf '%s\t%s\t%s\t%s\t%s\n' - "--lib --test restore --test checksum" \
+        'kind(lib)|test(/^local::/)' - 180 ;;
+    agent/src/store/local.rs)
+      printf '%s\t%s\t%s\t%s\t%s\n' "-checksum" "--lib --test restore --test checksum" \
+        'kind(lib)|test(/^local::/)' "--re=$STORE_CHECKSUM" 180 ;;
+    agent/src/store/s3.rs)
+      printf '%s\t%s\t%s\t%s\t%s\n' "-checksum" "--lib --test restore --test checksum" \
+        'kind(lib)|test(/^garage::/)|(binary(checksum) & !test(/^local::/))' "--re=$STORE_CHECKSUM" 240 ;;
     agent/*) printf '%s\t%s\t%s\t%s\t%s\n' - "--lib" - - - ;;
-    operator/*) printf '%s\t%s\t%s\t%s\t%s\n' - "--lib --test reconcile --test agent_args" - - 120 ;;
+    operator/src/render.rs)
+      printf '%s\t%s\t%s\t%s\t%s\n' - "--lib --test agent_args --test reconcile --test real_apply" - - 120 ;;
+    operator/src/resolve.rs)
+      printf '%s\t%s\t%s\t%s\t%s\n' - "--lib --test reconcile --test real_apply --test real_datacenter" - - 120 ;;
+    operator/src/apply.rs)
+      printf '%s\t%s\t%s\t%s\t%s\n' - "--lib --test reconcile --test real_apply --test real_datacenter --test real_refused --test real_rollout --test real_preflight" - - 180 ;;
+    operator/src/status.rs)
+      printf '%s\t%s\t%s\t%s\t%s\n' - "--lib --test reconcile" - - 120 ;;
     *) echo "no tests known for $1" >&2; return 1 ;;
   esac
 }
@@ -70,7 +100,7 @@ package_of() {
 }
 module_of() { local m="${1%.rs}"; m="${m/\/src\//-}"; echo "${m//\//-}"; }
 
-mode=files changed="" sample="" timeout=30 out="" list=0 in_repo=0 only="" files=()
+mode=files changed="" sample="" timeout=30 out="" list=0 in_repo=0 only="" lib_only=0 files=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --changed) mode=changed changed="$2"; shift 2 ;;
@@ -81,7 +111,8 @@ while [ $# -gt 0 ]; do
     --in-repo) in_repo=1; shift ;;
     --operator) files+=("${OPERATOR_DECISIONS[@]}"); shift ;;
     --only) only="$2"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --lib-only) lib_only=1; shift ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     *) files+=("$1"); shift ;;
   esac
@@ -93,7 +124,15 @@ elif [ ${#files[@]} -eq 0 ]; then
 fi
 for f in "${files[@]}"; do
   [ -f "$f" ] || { echo "$f: no such file (paths are relative to the workspace root)" >&2; exit 2; }
+  # The real servers their tests need: without them a test would skip (and its mutants survive).
+  [ "$list" = 1 ] || [ "$lib_only" = 1 ] || case "$f" in
+    operator/*) [ -n "${TABLESNAP_KUBECONFIG:-}" ] || {
+      echo "$f: its tests need a real kube-apiserver: eval \"\$(e2e/scripts/k8s.sh start DIR)\" first" >&2; exit 2; } ;;
+    agent/src/store/s3.rs) [ -n "${TABLESNAP_TEST_S3_ENDPOINT:-}" ] || {
+      echo "$f: its tests need Garage: eval \"\$(e2e/scripts/garage.sh start DIR)\" first" >&2; exit 2; } ;;
+  esac
 done
+export TABLESNAP_REQUIRE_REAL=1
 
 mutants="$(e2e/scripts/install-mutants.sh)"
 PATH="$(e2e/scripts/install-nextest.sh):$PATH"
@@ -180,6 +219,10 @@ case "$mode" in
       while IFS=$'\t' read -r suffix targets filter select run_timeout; do
         [ "$suffix" = - ] && suffix=""
         [ "$run_timeout" = - ] && run_timeout=$timeout
+        if [ "$lib_only" = 1 ]; then
+          [ "$suffix" = -task ] && continue
+          targets="--lib" filter=- run_timeout=$timeout
+        fi
         m="$(module_of "$f")$suffix"
         [ -z "$only" ] || [ "$only" = "$m" ] || continue
         echo "==> $f ($m: $targets)" >&2
