@@ -29,6 +29,7 @@ pub mod retention;
 pub mod retry;
 pub mod scan;
 pub mod segment;
+pub mod spool;
 pub mod sstable;
 pub mod stage;
 pub mod store;
