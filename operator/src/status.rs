@@ -802,4 +802,53 @@ mod tests {
             now("2026-01-01T00:00:00Z")
         );
     }
+
+    /// Issue 13 (mutation testing): when a StatefulSet still rolls: the controller has not seen
+    /// the latest spec, fewer pods than due run the update revision (a partition keeps the ones
+    /// below it on the old one by design), or not all are ready; never with `OnDelete`; always
+    /// before any status.
+    #[test]
+    fn a_statefulset_rolls_until_the_due_pods_run_the_update_and_are_ready() {
+        use k8s_openapi::api::apps::v1::StatefulSet;
+        let sts = |strategy: serde_json::Value, status: Option<serde_json::Value>| -> StatefulSet {
+            let mut v = serde_json::json!({
+                "metadata": {"name": "c", "generation": 2},
+                "spec": {"replicas": 3, "selector": {}, "template": {}, "updateStrategy": strategy},
+            });
+            if let Some(st) = status {
+                v["status"] = st;
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        let done = serde_json::json!({"replicas": 3, "observedGeneration": 2, "updatedReplicas": 3, "readyReplicas": 3});
+        let with = |k: &str, n: i64| {
+            let mut d = done.clone();
+            d[k] = n.into();
+            Some(d)
+        };
+        let rolling = serde_json::json!({"type": "RollingUpdate"});
+        assert!(!rolling_out(&sts(rolling.clone(), Some(done.clone()))));
+        assert!(rolling_out(&sts(rolling.clone(), None)), "no status yet");
+        assert!(rolling_out(&sts(
+            rolling.clone(),
+            with("observedGeneration", 1)
+        )));
+        assert!(rolling_out(&sts(
+            rolling.clone(),
+            with("updatedReplicas", 2)
+        )));
+        assert!(rolling_out(&sts(rolling.clone(), with("readyReplicas", 2))));
+        let on_delete = serde_json::json!({"type": "OnDelete"});
+        assert!(!rolling_out(&sts(on_delete, with("updatedReplicas", 0))));
+        let partition =
+            serde_json::json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 1}});
+        assert!(!rolling_out(&sts(
+            partition.clone(),
+            with("updatedReplicas", 2)
+        )));
+        assert!(rolling_out(&sts(partition, with("updatedReplicas", 1))));
+        let no_spec: StatefulSet =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "c"}})).unwrap();
+        assert!(!rolling_out(&no_spec));
+    }
 }
