@@ -493,6 +493,15 @@ mod tests {
             (0, 1),
             "a pod of another configuration is not protected"
         );
+        // Issue 13 (mutation testing): which pods, by index, for the agents' reports.
+        let pods = [
+            pod(Some(false)),
+            pod(Some(true)),
+            pod(None),
+            pod(Some(true)),
+        ];
+        assert_eq!(running_agents(&pods, None), vec![1, 3]);
+        assert_eq!(running_agents(&pods, Some("abc")), Vec::<usize>::new());
     }
 
     #[test]
