@@ -390,9 +390,11 @@ mod tests {
     fn a_run_starts_only_after_missing_ids_and_later_than_the_last_write() {
         let m = |id: u64, lw: i64| seg(id, lw, lw).meta;
         let a = m(100, 1_000);
-        // The next id is the same run, never a new one.
-        assert!(!starts_run(&a, &m(101, 5_000)));
-        assert!(!starts_run(&a, &m(100, 5_000)));
+        // The next id (or the same) is the same run, never a new one, even when the id as a time
+        // is after the last write.
+        let early = m(100, 50);
+        assert!(!starts_run(&early, &m(101, 5_000)));
+        assert!(!starts_run(&early, &m(100, 5_000)));
         // Ids missing and the id (a start time in ms) after a's last write: a new run.
         assert!(starts_run(&a, &m(1_001, 5_000)));
         // At a's last write exactly, or before it: ids missing inside a run.

@@ -185,6 +185,11 @@ mod tests {
         st.shipped(5, 500);
         st.shipped(6, 600);
         assert_eq!(st.window, Some((500, 600)));
+        // The dropped segment itself never reopens it.
+        let mut again = State::default();
+        again.dropped(4);
+        again.shipped(4, 400);
+        assert_eq!(again.window, None);
         // A drop older than the newest one so far keeps the newer bound.
         st.dropped(2);
         st.shipped(5, 500);

@@ -607,10 +607,14 @@ mod tests {
         missing.pop();
         missing.push(("p-2".to_string(), Ok(report(1000, true, true, Some(1000)))));
         assert_eq!(protection(&missing, &[]).recoverable_window, None);
+        let with_one_not_running = protection(&reports, &["p-3".to_string()]);
         assert_eq!(
-            protection(&reports, &["p-3".to_string()]).recoverable_window,
-            None,
+            with_one_not_running.recoverable_window, None,
             "a pod whose agent does not run"
+        );
+        assert_eq!(
+            with_one_not_running.oldest_recovery_point, None,
+            "nor a recovery point, though every running agent has one"
         );
         // Windows that do not overlap.
         let apart = vec![
