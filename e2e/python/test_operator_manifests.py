@@ -104,8 +104,19 @@ def test_rendered_patched_objects_are_valid(rendered_dir, version):
         assert sidecar["restartPolicy"] == "Always", path.name
         assert "readinessProbe" not in sidecar, path.name
         assert "tablesnap.io/config-hash" in template["metadata"]["annotations"], path.name
-    # Bitnami and hand-written StatefulSets, cass-operator's datacenter, each with two TableSnap variants.
-    assert len(files) == 6, [p.name for p in files]
+        archive = [m for m in sidecar["volumeMounts"] if m.get("subPath") == "commitlog_archive"]
+        if path.name.startswith("point-in-time-"):
+            # spec.commitlogArchive: the archive directory of the data volume, writable.
+            (mount,) = archive
+            assert not mount.get("readOnly", False), path.name
+            assert "--commitlog-archive" in sidecar["args"], path.name
+        else:
+            assert archive == [], path.name
+    # Bitnami and hand-written StatefulSets, cass-operator's datacenter, each with three TableSnap
+    # variants (default, all options, point-in-time).
+    prefixes = sorted({p.name.split("-statefulset-")[0].split("-cassandradatacenter-")[0] for p in files})
+    assert prefixes == ["all-options", "default", "point-in-time"], [p.name for p in files]
+    assert len(files) == 9, [p.name for p in files]
     assert kinds == {"StatefulSet", "PodTemplate"}
 
 
