@@ -183,12 +183,7 @@ pub fn needed(segs: &[Archived], restore_point: i64, t: i64) -> Result<Vec<&Arch
             window_end: newest.meta.last_write,
             newest: newest.key.clone(),
         })?;
-    let observed = sorted
-        .iter()
-        .filter_map(|s| Some((s.meta.live_at?, s.meta.oldest_live?)))
-        .filter(|(at, _)| *at <= restore_point)
-        .max_by_key(|(at, _)| *at)
-        .map(|(_, oldest)| oldest);
+    let observed = oldest_live_seen(&sorted, restore_point);
     // The segment being written at the restore point, and the start of its run.
     let at_point = sorted
         .iter()
@@ -234,12 +229,7 @@ pub fn needed(segs: &[Archived], restore_point: i64, t: i64) -> Result<Vec<&Arch
 pub fn oldest_needed(segs: &[Archived], oldest_point: i64) -> Option<u64> {
     let mut sorted: Vec<&Archived> = segs.iter().collect();
     sorted.sort_by_key(|s| s.meta.id);
-    let observed = sorted
-        .iter()
-        .filter_map(|s| Some((s.meta.live_at?, s.meta.oldest_live?)))
-        .filter(|(at, _)| *at <= oldest_point)
-        .max_by_key(|(at, _)| *at)
-        .map(|(_, oldest)| oldest);
+    let observed = oldest_live_seen(&sorted, oldest_point);
     // A restore point after the newest segment's last write falls in the segment still active.
     let at_point = sorted
         .iter()
@@ -249,6 +239,15 @@ pub fn oldest_needed(segs: &[Archived], oldest_point: i64) -> Option<u64> {
         Some(id) => id.min(sorted[at_point].meta.id),
         None => sorted[run_start(&sorted, at_point)].meta.id,
     })
+}
+
+/// The oldest live segment id the agent saw last at or before `point` (unix milliseconds).
+fn oldest_live_seen(segs: &[&Archived], point: i64) -> Option<u64> {
+    segs.iter()
+        .filter_map(|s| Some((s.meta.live_at?, s.meta.oldest_live?)))
+        .filter(|(at, _)| *at <= point)
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, oldest)| oldest)
 }
 
 /// Walks back from `i` over consecutive ids: the index of the first segment of its run as far as

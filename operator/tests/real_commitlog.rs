@@ -5,33 +5,20 @@
 
 mod common;
 
-use common::context;
-
 use std::os::unix::fs::MetadataExt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
-use kube::{Client, ResourceExt};
 use serde_json::json;
-use tablesnap_operator::apply::reconcile;
-use tablesnap_operator::crd::{TableSnap, TableSnapStatus};
+use tablesnap_operator::crd::TableSnap;
 use tablesnap_operator::render::HASH_ANNOTATION;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn reconciled(client: &Client, ns: &str) -> TableSnapStatus {
-    let api: Api<TableSnap> = Api::namespaced(client.clone(), ns);
-    let ctx = context(client);
-    for _ in 0..3 {
-        common::kubelet_passes_preflight(client, ns).await;
-        let ts = api.get("nightly").await.unwrap();
-        reconcile(Arc::new(ts), ctx.clone()).await.unwrap();
-    }
-    api.get("nightly").await.unwrap().status.unwrap_or_default()
-}
+use common::reconciled;
 
 #[tokio::test]
 async fn archive_mounted_writable_and_the_window_reported() {

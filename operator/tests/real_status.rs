@@ -21,17 +21,7 @@ use tablesnap_operator::render::HASH_ANNOTATION;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn reconciled(client: &Client, ns: &str) -> TableSnapStatus {
-    let api: Api<TableSnap> = Api::namespaced(client.clone(), ns);
-    let ctx = context(client);
-    // The finalizer, the pre-flight pod (the test plays its kubelet), the apply.
-    for _ in 0..3 {
-        common::kubelet_passes_preflight(client, ns).await;
-        let ts = api.get("nightly").await.unwrap();
-        reconcile(Arc::new(ts), ctx.clone()).await.unwrap();
-    }
-    api.get("nightly").await.unwrap().status.unwrap_or_default()
-}
+use common::reconciled;
 
 fn condition(status: &TableSnapStatus, type_: &str) -> (String, String) {
     let c = status

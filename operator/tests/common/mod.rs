@@ -490,3 +490,19 @@ pub async fn release_finalizer(client: &Client, ns: &str) {
         )
         .await;
 }
+
+/// Reconciles the TableSnap "nightly" three times (the finalizer, the pre-flight pod, whose kubelet
+/// the test plays, the apply) and returns its status.
+pub async fn reconciled(client: &Client, ns: &str) -> tablesnap_operator::crd::TableSnapStatus {
+    use tablesnap_operator::crd::TableSnap;
+    let api: Api<TableSnap> = Api::namespaced(client.clone(), ns);
+    let ctx = context(client);
+    for _ in 0..3 {
+        kubelet_passes_preflight(client, ns).await;
+        let ts = api.get("nightly").await.unwrap();
+        tablesnap_operator::apply::reconcile(std::sync::Arc::new(ts), ctx.clone())
+            .await
+            .unwrap();
+    }
+    api.get("nightly").await.unwrap().status.unwrap_or_default()
+}
