@@ -522,6 +522,19 @@ mod tests {
         ] {
             assert_eq!(cond(&s, t).status, status, "{t}");
         }
+        // Issue 13 (mutation testing): a settled TableSnap is requeued at the slow pace; a target
+        // that is not injected (refused, or its pods not selected) does not hold that up.
+        assert!(settled(&s));
+        let s = compute(
+            vec![
+                target(true, 3, 3, None),
+                target(false, 0, 2, Some("Refused")),
+            ],
+            Some(2),
+            None,
+            now("2026-01-01T00:00:00Z"),
+        );
+        assert!(settled(&s));
     }
 
     #[test]
