@@ -40,8 +40,8 @@ pub struct Ctx {
     pub index_tx: mpsc::Sender<IndexMsg>,
     /// Counters.
     pub stats: Stats,
-    /// Failed attempts per unit of work still to be retried.
-    retrying: Mutex<HashMap<Work, u32>>,
+    /// Failed attempts per unit of work still to be retried, and whether its retry is scheduled.
+    retrying: Mutex<HashMap<Work, Retrying>>,
     /// Work seen but not yet done, with the unix time it was first seen.
     outstanding: Mutex<HashMap<Work, i64>>,
     /// One lock per directory, so that two jobs never ship the same directory at once.
@@ -618,6 +618,13 @@ async fn dispatch(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Work>, mut stop: watch::
     }
 }
 
+/// A unit of work that failed: how many times, and whether a retry of it is already scheduled.
+#[derive(Debug, Default)]
+struct Retrying {
+    attempts: u32,
+    scheduled: bool,
+}
+
 /// Does one unit of work and routes the outcome: index, cleanup, or a later retry.
 async fn job(ctx: &Arc<Ctx>, work: Work) {
     let result = match &work {
@@ -632,11 +639,13 @@ async fn job(ctx: &Arc<Ctx>, work: Work) {
         }
         Err(e) => {
             ctx.stats.failed(e.reason());
-            let attempt = {
+            // Copies of one unit of work (events that arrived while it ran) share one retry: each
+            // scheduling its own would multiply the attempts and defeat the backoff.
+            let (attempt, already) = {
                 let mut r = ctx.retrying.lock().expect("poisoned");
-                let n = r.entry(work.clone()).or_insert(0);
-                *n += 1;
-                *n
+                let n = r.entry(work.clone()).or_default();
+                n.attempts += 1;
+                (n.attempts, std::mem::replace(&mut n.scheduled, true))
             };
             // Transient failures are retried soon; the others (access denied, bucket gone, an
             // unreadable file) need a person: loud, and retried slowly, never dropped.
@@ -652,10 +661,23 @@ async fn job(ctx: &Arc<Ctx>, work: Work) {
             } else {
                 tracing::error!(path, error = %e, reason = e.reason(), attempt, retry_in = ?delay, "upload failed; will retry");
             }
+            if already {
+                return;
+            }
             let c = ctx.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                c.enqueue_work(work).await;
+                // Done meanwhile (another copy succeeded): nothing to retry.
+                let due = match c.retrying.lock().expect("poisoned").get_mut(&work) {
+                    Some(r) => {
+                        r.scheduled = false;
+                        true
+                    }
+                    None => false,
+                };
+                if due {
+                    c.enqueue_work(work).await;
+                }
             });
         }
     }
