@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use support::fault::*;
+use support::variant::*;
 use support::*;
 
 /// Flags that make faults show quickly: small parts so that multipart uploads happen, short
@@ -26,113 +27,6 @@ const FAST: &[&str] = &[
     "--rescan-interval",
     "3",
 ];
-
-/// `n` files: mostly small, every `big_every`-th one of 6 to 11 MiB (a multipart upload).
-fn plan(n: usize, big_every: usize, seed: u64) -> Vec<(String, Vec<u8>)> {
-    let mut r = Rng::new(seed);
-    (0..n)
-        .map(|i| {
-            let len = if big_every > 0 && i % big_every == big_every - 1 {
-                r.range(6 << 20, 11 << 20)
-            } else {
-                r.range(1, 64 << 10)
-            };
-            (format!("f-{i:05}.db"), data(len as usize, seed ^ i as u64))
-        })
-        .collect()
-}
-
-/// What the bucket must hold: key → bytes.
-fn wanted(dir: &Path, files: &[(String, Vec<u8>)]) -> BTreeMap<String, Vec<u8>> {
-    files
-        .iter()
-        .map(|(n, d)| (format!("testhost:{}", dir.join(n).display()), d.clone()))
-        .collect()
-}
-
-/// Writes the files one by one (temp name, then rename), `pace` apart, in a thread.
-fn writer(
-    dir: PathBuf,
-    files: Vec<(String, Vec<u8>)>,
-    pace: Duration,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        for (n, d) in files {
-            write_rename(&dir, &n, &d);
-            std::thread::sleep(pace);
-        }
-    })
-}
-
-/// How a fault test makes its files. Each fault that concerns shipping runs twice: plain files in
-/// generic mode with `--checksum md5`, and SSTables flushed the way Cassandra 5.0 writes them (the
-/// write simulator: components, transaction log, COMMIT) shipped in cassandra mode (`-r -a`) with
-/// `--checksum crc64nvme`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Variant {
-    Generic,
-    Cassandra,
-}
-
-impl Variant {
-    /// The agent's flags for this variant.
-    fn args(self) -> Vec<&'static str> {
-        match self {
-            Variant::Generic => vec![],
-            Variant::Cassandra => {
-                vec!["--mode", "cassandra", "-r", "-a", "--checksum", "crc64nvme"]
-            }
-        }
-    }
-
-    /// The report row's name.
-    fn fault(self, base: &str) -> String {
-        match self {
-            Variant::Generic => base.into(),
-            Variant::Cassandra => format!("{base} [cassandra mode, --checksum crc64nvme]"),
-        }
-    }
-
-    /// Writes about `n` files under `dir`, `pace` apart, in a thread that returns what the bucket
-    /// must hold (key → bytes): generic files as [`plan`] makes them, or SSTables of about eight
-    /// components each, flushed one by one (every component of every flushed SSTable).
-    fn load(
-        self,
-        dir: &Path,
-        n: usize,
-        big_every: usize,
-        seed: u64,
-        pace: Duration,
-    ) -> std::thread::JoinHandle<BTreeMap<String, Vec<u8>>> {
-        let dir = dir.to_path_buf();
-        match self {
-            Variant::Generic => {
-                let files = plan(n, big_every, seed);
-                let want = wanted(&dir, &files);
-                let w = writer(dir, files, pace);
-                std::thread::spawn(move || {
-                    w.join().unwrap();
-                    want
-                })
-            }
-            Variant::Cassandra => std::thread::spawn(move || {
-                let mut table = sim::Table::new(&dir, "ks", "events", sim::Ver::V50Big, seed);
-                let per = sim::Ver::V50Big.components().len();
-                for _ in 0..n.div_ceil(per) {
-                    table.flush();
-                    std::thread::sleep(pace * per as u32);
-                }
-                table
-                    .live_files()
-                    .into_iter()
-                    .map(|(name, body)| {
-                        (format!("testhost:{}", table.dir.join(name).display()), body)
-                    })
-                    .collect()
-            }),
-        }
-    }
-}
 
 /// The agent on `endpoint` with the credentials of `g` (only), watching `dir`.
 fn agent_on(g: &Garage, endpoint: &str, args: &[&str], dir: &Path) -> Agent {
@@ -966,6 +860,15 @@ async fn periodic_rescan(v: Variant) {
 /// lands once a person has fixed it.
 #[tokio::test(flavor = "multi_thread")]
 async fn permanent_errors_are_loud_and_never_abandoned() {
+    permanent_errors(Variant::Generic).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permanent_errors_are_loud_and_never_abandoned_cassandra() {
+    permanent_errors(Variant::Cassandra).await;
+}
+
+async fn permanent_errors(v: Variant) {
     // A bucket with a global name, so that the garage CLI can change its grants.
     let garage = std::env::var("TABLESNAP_TEST_GARAGE_BIN").expect("TABLESNAP_TEST_GARAGE_BIN");
     let cfg = PathBuf::from(std::env::var("TABLESNAP_TEST_GARAGE_DIR").expect("GARAGE_DIR"))
@@ -996,11 +899,10 @@ async fn permanent_errors_are_loud_and_never_abandoned() {
     let c = shared_client(endpoint);
     let d = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
-    let agent = Agent::start(
-        &b,
-        &["--without-index", "--http-listen", &addr],
-        &[d.path()],
-    );
+    let mut args = vec!["--without-index", "--http-listen", &addr];
+    args.extend(v.args());
+    let agent = Agent::start(&b, &args, &[d.path()]);
+    let mut table = sim::Table::new(d.path(), "ks", "perm", sim::Ver::V50Big, 7);
     let mut want = BTreeMap::new();
     let mut hits = 0.0;
     for (i, reason) in ["permission", "not_found"].into_iter().enumerate() {
@@ -1019,16 +921,37 @@ async fn permanent_errors_are_loud_and_never_abandoned() {
             cli(&["bucket", "delete", "--yes", bucket]);
             want.clear();
         }
-        let body = data(3000, i as u64);
-        let p = write_rename(d.path(), &format!("perm-{i}.db"), &body);
-        let path = p.display().to_string();
+        // What this step writes: one file (generic), or one flushed SSTable (cassandra): the
+        // paths whose refusals the log must show, and what the bucket must hold afterwards.
+        let written: BTreeMap<String, Vec<u8>> = match v {
+            Variant::Generic => {
+                let body = data(3000, i as u64);
+                let p = write_rename(d.path(), &format!("perm-{i}.db"), &body);
+                BTreeMap::from([(p.display().to_string(), body)])
+            }
+            Variant::Cassandra => {
+                let s = table.flush();
+                s.names()
+                    .into_iter()
+                    .map(|n| {
+                        let p = table.dir.join(&n);
+                        let body = std::fs::read(&p).unwrap();
+                        (p.display().to_string(), body)
+                    })
+                    .collect()
+            }
+        };
+        // Cassandra mode ships a directory at a time: its refusals name the table directory.
+        let table_dir = table.dir.display().to_string();
+        let refused = |v: &serde_json::Value| {
+            v["level"] == "ERROR"
+                && v["reason"] == reason
+                && v["path"]
+                    .as_str()
+                    .is_some_and(|p| written.contains_key(p) || p == table_dir)
+        };
         agent.wait_for(Duration::from_secs(30), |l| {
-            l.iter()
-                .filter(|v| {
-                    v["level"] == "ERROR" && v["reason"] == reason && v["path"] == path.as_str()
-                })
-                .count()
-                >= 2
+            l.iter().filter(|v| refused(v)).count() >= 2
         });
         let m = http_get(&addr, "/metrics").await;
         let n = metric(
@@ -1045,13 +968,17 @@ async fn permanent_errors_are_loud_and_never_abandoned() {
             cli(&["bucket", "create", bucket]);
             grant("allow");
         }
-        want.insert(format!("testhost:{path}"), body);
+        want.extend(
+            written
+                .into_iter()
+                .map(|(path, body)| (format!("testhost:{path}"), body)),
+        );
         wait_all(&c, bucket, &want, Duration::from_secs(60)).await;
     }
-    // The first file went with the deleted bucket; the second must be there.
+    // The first step's files went with the deleted bucket; the second's must be there.
     let (verified, lost) = verify(&c, bucket, &want).await;
     report(&Outcome {
-        fault: "access denied, then bucket deleted (permanent errors)".into(),
+        fault: v.fault("access denied, then bucket deleted (permanent errors)"),
         injected: hits as u64,
         expected: want.len(),
         verified,
@@ -1067,14 +994,38 @@ async fn permanent_errors_are_loud_and_never_abandoned() {
 /// of other hosts' prefixes are left alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn rescans_abort_multipart_uploads_left_by_a_killed_run() {
+    multipart_left_open(Variant::Generic).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rescans_abort_multipart_uploads_left_by_a_killed_run_cassandra() {
+    multipart_left_open(Variant::Cassandra).await;
+}
+
+async fn multipart_left_open(v: Variant) {
     let b = Backend::garage().await;
     let Backend::Garage { endpoint, bucket } = &b else {
         unreachable!()
     };
     let c = shared_client(endpoint);
     let d = tempfile::tempdir().unwrap();
-    let ours = format!("testhost:{}/left-by-a-killed-run.db", d.path().display());
-    let theirs = format!("otherhost:{}/in-progress-elsewhere.db", d.path().display());
+    // Generic: a file in the watched directory. Cassandra: the Data.db of an SSTable in a table
+    // directory (one flushed SSTable there, shipped meanwhile).
+    let (ours, theirs) = match v {
+        Variant::Generic => (
+            format!("testhost:{}/left-by-a-killed-run.db", d.path().display()),
+            format!("otherhost:{}/in-progress-elsewhere.db", d.path().display()),
+        ),
+        Variant::Cassandra => {
+            let mut table = sim::Table::new(d.path(), "ks", "open", sim::Ver::V50Big, 9);
+            table.flush();
+            let dir = table.dir.display();
+            (
+                format!("testhost:{dir}/nb-7-big-Data.db"),
+                format!("otherhost:{dir}/nb-7-big-Data.db"),
+            )
+        }
+    };
     let mut planted = 0u64;
     for k in [&ours, &theirs] {
         c.create_multipart_upload()
@@ -1086,11 +1037,9 @@ async fn rescans_abort_multipart_uploads_left_by_a_killed_run() {
         planted += u64::from(k == &ours);
     }
     // --request-timeout 1: an upload older than 6 s cannot be one this run is still creating.
-    let agent = Agent::start(
-        &b,
-        &["--rescan-interval", "1", "--request-timeout", "1"],
-        &[d.path()],
-    );
+    let mut args = vec!["--rescan-interval", "1", "--request-timeout", "1"];
+    args.extend(v.args());
+    let agent = Agent::start(&b, &args, &[d.path()]);
     let start = Instant::now();
     while open_uploads_of(&c, bucket, "testhost:").await != 0
         && start.elapsed() < Duration::from_secs(30)
@@ -1099,7 +1048,7 @@ async fn rescans_abort_multipart_uploads_left_by_a_killed_run() {
     }
     let theirs_open = open_uploads_of(&c, bucket, "otherhost:").await;
     report(&Outcome {
-        fault: "multipart upload left open by a killed run".into(),
+        fault: v.fault("multipart upload left open by a killed run"),
         injected: planted,
         expected: 0,
         verified: 0,

@@ -33,8 +33,11 @@ EXPECTED = [
     "object deleted from the bucket behind the agent",
     "object deleted from the bucket behind the agent" + CASSANDRA,
     "access denied, then bucket deleted (permanent errors)",
+    "access denied, then bucket deleted (permanent errors)" + CASSANDRA,
     "multipart upload left open by a killed run",
+    "multipart upload left open by a killed run" + CASSANDRA,
     "secrets searched in every output (env, -k/-s, refused key)",
+    "secrets searched in every output (env, -k/-s, refused key)" + CASSANDRA,
     "agent SIGKILLed during a compaction, restarted with -B [real Cassandra 5.0]",
     "Garage SIGKILLed while Cassandra flushed and compacted, then restarted [real Cassandra 5.0]",
 ]

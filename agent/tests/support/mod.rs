@@ -4,6 +4,7 @@
 
 pub mod fault;
 pub mod sim;
+pub mod variant;
 
 /// Runs each named `async fn(Backend)` twice: against a fresh Garage bucket and a fresh local
 /// directory store (one conformance suite, two backends).
