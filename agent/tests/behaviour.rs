@@ -551,25 +551,6 @@ async fn backup_at_start_lists_instead_of_heads(b: Backend) {
 
 use futures::StreamExt;
 
-/// A plain HTTP GET (test code; the agent serves HTTP/1.1).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
 async fn health_and_metrics_endpoint(b: Backend) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -579,12 +560,12 @@ async fn health_and_metrics_endpoint(b: Backend) {
     let addr = format!("127.0.0.1:{port}");
     let d = tempfile::tempdir().unwrap();
     let agent = Agent::start(&b, &["--http-listen", &addr], &[d.path()]);
-    let (code, body) = http_get(&addr, "/healthz");
+    let (code, body) = support::fault::http_response(&addr, "/healthz").await;
     assert_eq!((code, body.trim()), (200, "ok"));
     let f = write_rename(d.path(), "m-Data.db", &data(1234, 11));
     let store = b.store().await;
     wait_key(&store, &format!("testhost:{}-listdir.json", f.display())).await;
-    let (code, m) = http_get(&addr, "/metrics");
+    let (code, m) = support::fault::http_response(&addr, "/metrics").await;
     assert_eq!(code, 200);
     for line in [
         "tablesnap_files_shipped_total 1",
@@ -602,7 +583,7 @@ async fn health_and_metrics_endpoint(b: Backend) {
     assert!(!m.contains("m-Data.db"), "no per-file labels");
     assert!(m.lines().any(|l| l == "tablesnap_storage_ready 1"), "{m}");
     // The report the operator reads: shipping, nothing waits, so the recovery point is now.
-    let (code, body) = http_get(&addr, "/status");
+    let (code, body) = support::fault::http_response(&addr, "/status").await;
     assert_eq!(code, 200, "{body}");
     let r: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(

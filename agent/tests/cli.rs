@@ -437,36 +437,12 @@ async fn wait_for_bucket_keeps_running_and_ships_once_the_bucket_exists() {
     );
     // Alive while it waits: a liveness probe must not restart it into a crash loop (the
     // operator's sidecar probes /healthz; before, it was served only after the bucket check).
-    let health = {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&addr)
-            .unwrap_or_else(|e| panic!("/healthz is not served while waiting for the bucket: {e}"));
-        write!(
-            s,
-            "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let (health, _) = support::fault::http_response(&addr, "/healthz").await;
+    assert_eq!(health, 200, "/healthz while waiting for the bucket");
     // ...but its report says it protects nothing yet: no recovery point while it waits.
-    let report = {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "GET /status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
-    let body = report.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let (_, body) = support::fault::http_response(&addr, "/status").await;
     let r: serde_json::Value =
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {report}"));
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(
         (&r["storageReady"], &r["recoveryPoint"]),
         (&false.into(), &serde_json::Value::Null),

@@ -402,15 +402,29 @@ pub async fn verify(
 
 /// GET `path` from an HTTP server on `addr`; the body.
 pub async fn http_get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).await.expect("connect http");
+    http_response(addr, path).await.1
+}
+
+/// GET `path` from the agent's HTTP server at `addr`: the status code and the body.
+pub async fn http_response(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{addr} does not serve {path}: {e}"));
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
-    out.split_once("\r\n\r\n")
+    let code = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response from {addr}{path}: {out}"));
+    let body = out
+        .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
-        .unwrap_or(out)
+        .unwrap_or_default();
+    (code, body)
 }
 
 /// The value of metric line `name` (exact name with labels) in a Prometheus text body.
