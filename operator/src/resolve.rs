@@ -550,6 +550,50 @@ mod tests {
         );
     }
 
+    /// Issue 13 (mutation testing): cass-operator's own mount is added when the podTemplateSpec
+    /// names no `cassandra` container, or names one with mounts of its own, and not twice.
+    #[test]
+    fn a_datacenter_without_its_container_or_with_other_mounts_uses_server_data() {
+        let mut o = dc(samples::CASS_OPERATOR_DATACENTER);
+        o.data["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("podTemplateSpec");
+        assert_eq!(
+            resolve(&Candidate::Datacenter(&o), &targets(), &[]),
+            inject("server-data", "/var/lib/cassandra"),
+            "no podTemplateSpec"
+        );
+        let mut o = dc(samples::CASS_OPERATOR_DATACENTER);
+        o.data["spec"]["podTemplateSpec"]["spec"]["containers"][0]["volumeMounts"] =
+            serde_json::json!([{"name": "extra", "mountPath": "/etc/extra"}]);
+        assert_eq!(
+            resolve(&Candidate::Datacenter(&o), &targets(), &[]),
+            inject("server-data", "/var/lib/cassandra"),
+            "a mount of the user's own"
+        );
+    }
+
+    #[test]
+    fn two_claims_at_no_known_path_are_ambiguous() {
+        let yaml = samples::TWO_VOLUMES_STATEFULSET
+            .replace(
+                "mountPath: /var/lib/cassandra/commitlog",
+                "mountPath: /srv/log",
+            )
+            .replace("mountPath: /var/lib/cassandra", "mountPath: /srv/data");
+        let o = sts(&yaml);
+        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &targets(), &[]) else {
+            panic!("expected a problem")
+        };
+        assert_eq!(p.reason, "DataVolumeAmbiguous");
+        assert!(
+            p.message.contains("commitlog") && p.message.contains("targets.dataVolume"),
+            "{}",
+            p.message
+        );
+    }
+
     #[test]
     fn k8ssandra_datacenter_explains_what_to_do() {
         let o = dc(samples::K8SSANDRA_DATACENTER);
