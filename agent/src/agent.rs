@@ -668,13 +668,13 @@ async fn job(ctx: &Arc<Ctx>, work: Work) {
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 // Done meanwhile (another copy succeeded): nothing to retry.
-                let due = match c.retrying.lock().expect("poisoned").get_mut(&work) {
-                    Some(r) => {
-                        r.scheduled = false;
-                        true
-                    }
-                    None => false,
-                };
+                let due = c
+                    .retrying
+                    .lock()
+                    .expect("poisoned")
+                    .get_mut(&work)
+                    .map(|r| r.scheduled = false)
+                    .is_some();
                 if due {
                     c.enqueue_work(work).await;
                 }

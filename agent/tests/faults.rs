@@ -903,6 +903,8 @@ async fn permanent_errors(v: Variant) {
     args.extend(v.args());
     let agent = Agent::start(&b, &args, &[d.path()]);
     let mut table = sim::Table::new(d.path(), "ks", "perm", sim::Ver::V50Big, 7);
+    // Cassandra mode ships a directory at a time: its refusals name the table directory.
+    let table_dir = table.dir.display().to_string();
     let mut want = BTreeMap::new();
     let mut hits = 0.0;
     for (i, reason) in ["permission", "not_found"].into_iter().enumerate() {
@@ -941,8 +943,6 @@ async fn permanent_errors(v: Variant) {
                     .collect()
             }
         };
-        // Cassandra mode ships a directory at a time: its refusals name the table directory.
-        let table_dir = table.dir.display().to_string();
         let refused = |v: &serde_json::Value| {
             v["level"] == "ERROR"
                 && v["reason"] == reason

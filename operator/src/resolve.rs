@@ -438,6 +438,14 @@ mod tests {
         samples::tablesnap().spec.targets
     }
 
+    /// The problem `resolve` reports for `c` (fails the test when it injects or ignores instead).
+    fn problem(c: &Candidate<'_>, t: &Targets) -> Problem {
+        match resolve(c, t, &[]) {
+            Resolution::Skip(p) => p,
+            other => panic!("expected a problem, got {other:?}"),
+        }
+    }
+
     fn inject(volume: &str, path: &str) -> Resolution {
         Resolution::Inject(DataVolume {
             volume: volume.into(),
@@ -474,9 +482,7 @@ mod tests {
         );
         t.data_volume = None;
         t.data_path = Some("/srv/cassandra".into());
-        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &t, &[]) else {
-            panic!("expected a problem")
-        };
+        let p = problem(&Candidate::StatefulSet(&o), &t);
         assert_eq!(p.reason, "DataVolumeNotFound");
         assert!(p.message.contains("/srv/cassandra"), "{}", p.message);
     }
@@ -484,9 +490,7 @@ mod tests {
     #[test]
     fn no_matching_volume_is_a_problem_not_a_crash() {
         let o = sts(samples::NO_VOLUME_STATEFULSET);
-        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &targets(), &[]) else {
-            panic!("expected a problem")
-        };
+        let p = problem(&Candidate::StatefulSet(&o), &targets());
         assert_eq!(p.reason, "DataVolumeNotFound");
         assert!(
             p.message.contains("cass-ephemeral") && p.message.contains("targets.dataVolume"),
@@ -515,9 +519,7 @@ mod tests {
         let o = sts(samples::BITNAMI_STATEFULSET);
         let mut t = targets();
         t.container = "db".into();
-        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &t, &[]) else {
-            panic!("expected a problem")
-        };
+        let p = problem(&Candidate::StatefulSet(&o), &t);
         assert_eq!(p.reason, "CassandraContainerNotFound");
         assert!(p.message.contains("\"cassandra\""), "{}", p.message);
     }
@@ -525,9 +527,7 @@ mod tests {
     #[test]
     fn cass_operator_statefulset_is_never_patched() {
         let o = sts(samples::CASS_OPERATOR_STATEFULSET);
-        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &targets(), &[]) else {
-            panic!("expected a problem")
-        };
+        let p = problem(&Candidate::StatefulSet(&o), &targets());
         assert_eq!(p.reason, "ManagedByCassandraDatacenter");
         assert!(
             p.message.contains("CassandraDatacenter dc1"),
@@ -551,7 +551,7 @@ mod tests {
     }
 
     /// Issue 13 (mutation testing): cass-operator's own mount is added when the podTemplateSpec
-    /// names no `cassandra` container, or names one with mounts of its own, and not twice.
+    /// names no `cassandra` container, or names one with mounts of its own.
     #[test]
     fn a_datacenter_without_its_container_or_with_other_mounts_uses_server_data() {
         let mut o = dc(samples::CASS_OPERATOR_DATACENTER);
@@ -583,9 +583,7 @@ mod tests {
             )
             .replace("mountPath: /var/lib/cassandra", "mountPath: /srv/data");
         let o = sts(&yaml);
-        let Resolution::Skip(p) = resolve(&Candidate::StatefulSet(&o), &targets(), &[]) else {
-            panic!("expected a problem")
-        };
+        let p = problem(&Candidate::StatefulSet(&o), &targets());
         assert_eq!(p.reason, "DataVolumeAmbiguous");
         assert!(
             p.message.contains("commitlog") && p.message.contains("targets.dataVolume"),
@@ -597,9 +595,7 @@ mod tests {
     #[test]
     fn k8ssandra_datacenter_explains_what_to_do() {
         let o = dc(samples::K8SSANDRA_DATACENTER);
-        let Resolution::Skip(p) = resolve(&Candidate::Datacenter(&o), &targets(), &[]) else {
-            panic!("expected a problem")
-        };
+        let p = problem(&Candidate::Datacenter(&o), &targets());
         assert_eq!(p.reason, "ManagedByK8ssandra");
         assert!(
             p.message.contains("K8ssandraCluster demo")
