@@ -121,6 +121,6 @@ for t in "${TOOLS[@]}"; do
   mv "$BIN/$t.tmp" "$BIN/$t"
 done
 "$BIN/kube-apiserver" --version >&2
-"$BIN/etcd" --version | head -1 >&2
+"$BIN/etcd" --version | sed -n 1p >&2
 echo "install-k8s.sh: done in $(( $(date +%s) - started ))s" >&2
 echo "$BIN"

@@ -94,7 +94,7 @@ runs_for() {
     *) echo "no tests known for $1" >&2; return 1 ;;
   esac
 }
-tests_for() { runs_for "$1" | head -1 | cut -f2; }
+tests_for() { runs_for "$1" | sed -n 1p | cut -f2; }
 package_of() {
   case "$1" in
     agent/*) echo tablesnap ;;
