@@ -282,8 +282,21 @@ pub async fn datacenter_preflight(
     let merged = target_api(client, TargetKind::CassandraDatacenter, namespace)
         .patch(&name, &params, &Patch::Apply(body))
         .await?;
-    let before = live.data.pointer("/spec/podTemplateSpec/spec");
-    let after = merged.data.pointer("/spec/podTemplateSpec/spec");
+    Ok(dry_run_problem(
+        &name,
+        live.data.pointer("/spec/podTemplateSpec/spec"),
+        merged.data.pointer("/spec/podTemplateSpec/spec"),
+    ))
+}
+
+/// What the dry run of [`datacenter_preflight`] says, from CassandraDatacenter `name`'s pod spec
+/// `before` (live) and `after` (as the apply would leave it): an entry of the user's lost, or
+/// the sidecar without its `restartPolicy: Always`, is a problem.
+pub fn dry_run_problem(
+    name: &str,
+    before: Option<&Value>,
+    after: Option<&Value>,
+) -> Option<Problem> {
     let mut lost = Vec::new();
     for list in [
         "containers",
@@ -299,13 +312,13 @@ pub async fn datacenter_preflight(
         }
     }
     if !lost.is_empty() {
-        return Ok(Some(Problem {
+        return Some(Problem {
             reason: "PodTemplateListsNotMergeable",
             message: format!(
                 "CassandraDatacenter {name}: this cass-operator's CRD makes podTemplateSpec's containers, initContainers and volumes atomic lists, so adding the sidecar would replace {}; upgrade cass-operator to v1.24 or later (its lists merge by name), then the sidecar is added",
                 lost.join(", ")
             ),
-        }));
+        });
     }
     let sidecar_kept = after
         .and_then(|s| s.get("initContainers"))
@@ -313,15 +326,12 @@ pub async fn datacenter_preflight(
         .into_iter()
         .flatten()
         .any(|c| c["name"] == SIDECAR_NAME && c["restartPolicy"] == "Always");
-    if !sidecar_kept {
-        return Ok(Some(Problem {
-            reason: "NativeSidecarUnsupported",
-            message: format!(
-                "CassandraDatacenter {name}: this cass-operator's CRD drops the sidecar's restartPolicy: Always, so it would become a plain init container that blocks Cassandra; upgrade cass-operator to v1.24 or later"
-            ),
-        }));
-    }
-    Ok(None)
+    (!sidecar_kept).then(|| Problem {
+        reason: "NativeSidecarUnsupported",
+        message: format!(
+            "CassandraDatacenter {name}: this cass-operator's CRD drops the sidecar's restartPolicy: Always, so it would become a plain init container that blocks Cassandra; upgrade cass-operator to v1.24 or later"
+        ),
+    })
 }
 
 /// The namespace's StatefulSets and CassandraDatacenters (none when cass-operator is not installed).
@@ -965,5 +975,56 @@ mod tests {
             ),
             Outcome::Apply { .. }
         ));
+    }
+
+    /// Issue 13 (mutation testing): the dry run's verdict. A user's entry the apply would drop
+    /// (an atomic list) is named; the sidecar kept without `restartPolicy: Always` is refused even
+    /// when another init container of the user's has that policy.
+    #[test]
+    fn the_dry_run_refuses_lost_entries_and_a_sidecar_without_its_restart_policy() {
+        let before = serde_json::json!({
+            "containers": [{"name": "cassandra"}],
+            "initContainers": [{"name": "user-sidecar", "restartPolicy": "Always"}],
+            "volumes": [{"name": "data"}],
+        });
+        let after = |sidecar: Value, init_user: bool| {
+            let mut init = vec![sidecar];
+            if init_user {
+                init.insert(
+                    0,
+                    serde_json::json!({"name": "user-sidecar", "restartPolicy": "Always"}),
+                );
+            }
+            serde_json::json!({
+                "containers": [{"name": "cassandra"}],
+                "initContainers": init,
+                "volumes": [{"name": "data"}, {"name": SCRATCH_VOLUME}],
+            })
+        };
+        let native = serde_json::json!({"name": SIDECAR_NAME, "restartPolicy": "Always"});
+        let plain = serde_json::json!({"name": SIDECAR_NAME});
+        let verdict = |after: &Value| dry_run_problem("dc1", Some(&before), Some(after));
+
+        assert!(verdict(&after(native.clone(), true)).is_none());
+        let lost = verdict(&after(native, false)).expect("the user's init container is lost");
+        assert_eq!(lost.reason, "PodTemplateListsNotMergeable");
+        assert!(
+            lost.message.contains("initContainers[user-sidecar]"),
+            "{}",
+            lost.message
+        );
+        let dropped = verdict(&after(plain, true)).expect("the sidecar lost its restartPolicy");
+        assert_eq!(dropped.reason, "NativeSidecarUnsupported");
+        assert!(
+            dropped.message.starts_with("CassandraDatacenter dc1:"),
+            "{}",
+            dropped.message
+        );
+        let gone = verdict(&after(serde_json::json!({"name": "other"}), true));
+        assert_eq!(gone.map(|p| p.reason), Some("NativeSidecarUnsupported"));
+        assert!(
+            dry_run_problem("dc1", None, None).is_some(),
+            "no pod spec after: no sidecar"
+        );
     }
 }

@@ -426,3 +426,69 @@ async fn removing_from_a_target_that_is_gone_succeeds() {
     assert!(result.is_ok(), "{result:?}");
     assert!(created.is_none(), "the removal created the object");
 }
+
+/// Issue 13 (mutation testing): only a 404 (cass-operator not installed) means "no
+/// CassandraDatacenters". An operator whose role may not list them (a Role that names only
+/// StatefulSets) fails the reconcile with the 403, rather than reporting every pod of the
+/// datacenters it cannot see as if they were not there.
+#[tokio::test]
+async fn a_datacenter_list_the_server_refuses_is_an_error_not_an_empty_list() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let Some(client) =
+        common::client("a_datacenter_list_the_server_refuses_is_an_error_not_an_empty_list").await
+    else {
+        return;
+    };
+    let ns = common::namespace(&client, "apply-forbidden").await;
+    let sa = "statefulsets-only";
+    let pp = PostParams::default();
+    Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": sa}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": sa},
+        "rules": [{"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["list"]}]
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(client.clone(), &ns)
+        .create(&pp, &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": sa},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), &ns)
+        .create(&pp, &binding)
+        .await
+        .unwrap();
+    let limited = common::service_account_client(&client, &ns, sa).await;
+    // RBAC is cached by the authorizer: wait until the StatefulSet list is allowed.
+    common::wait_for(
+        "the Role in force",
+        std::time::Duration::from_secs(30),
+        || async {
+            Api::<StatefulSet>::namespaced(limited.clone(), &ns)
+                .list(&Default::default())
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+    let listed = tablesnap_operator::apply::list_targets(&limited, &ns).await;
+    common::drop_namespace(&client, &ns).await;
+    match listed {
+        Err(tablesnap_operator::Error::Kube(kube::Error::Api(status))) => {
+            assert_eq!(status.code, 403, "{status:?}")
+        }
+        other => panic!("a refused list of CassandraDatacenters: {other:?}"),
+    }
+}

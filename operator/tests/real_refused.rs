@@ -116,14 +116,11 @@ async fn a_refused_apply_is_reported_and_the_other_targets_go_on() {
         );
     }
     let status = tss.get("nightly").await.unwrap().status.unwrap_or_default();
-    let events: Vec<(String, String)> = Api::<Event>::namespaced(client.clone(), &ns)
+    let events: Vec<Event> = Api::<Event>::namespaced(client.clone(), &ns)
         .list(&Default::default())
         .await
         .unwrap()
-        .items
-        .into_iter()
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect();
+        .items;
     let b_injected = sts
         .get("b-open")
         .await
@@ -190,10 +187,35 @@ async fn a_refused_apply_is_reported_and_the_other_targets_go_on() {
         (resolved.status.as_str(), resolved.reason.as_str()),
         ("False", "ApplyFailed")
     );
-    assert!(
-        events
-            .iter()
-            .any(|(r, n)| r == "ApplyFailed" && n.contains("frozen by policy")),
-        "a Warning event says why: {events:?}"
+    let refused = events
+        .iter()
+        .find(|e| {
+            e.reason.as_deref() == Some("ApplyFailed")
+                && e.note
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("frozen by policy")
+        })
+        .unwrap_or_else(|| panic!("a Warning event says why: {events:?}"));
+    assert_eq!(refused.type_.as_deref(), Some("Warning"));
+    // The event names the refused target, as `kubectl events --for` finds it.
+    let related = refused
+        .related
+        .as_ref()
+        .expect("the event's related object");
+    assert_eq!(
+        (
+            related.api_version.as_deref(),
+            related.kind.as_deref(),
+            related.namespace.as_deref(),
+            related.name.as_deref()
+        ),
+        (
+            Some("apps/v1"),
+            Some("StatefulSet"),
+            Some(ns.as_str()),
+            Some("a-locked")
+        ),
+        "{related:?}"
     );
 }

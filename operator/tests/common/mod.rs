@@ -462,6 +462,12 @@ pub async fn admin_service_account(client: &Client, ns: &str, sa: &str) -> Clien
         .create(&PostParams::default(), &binding)
         .await
         .unwrap();
+    service_account_client(client, ns, sa).await
+}
+
+/// A client that authenticates as the existing ServiceAccount `sa` in `ns`, with only the rights
+/// its bindings grant.
+pub async fn service_account_client(client: &Client, ns: &str, sa: &str) -> Client {
     let file = tempfile::NamedTempFile::new().unwrap();
     token_kubeconfig(client, ns, sa, file.path()).await;
     let kubeconfig = Kubeconfig::read_from(file.path()).unwrap();
