@@ -212,4 +212,63 @@ mod tests {
             "a file is no staging directory"
         );
     }
+
+    /// Issue 13 (mutation testing): a link the staging filesystem refuses for want of space fails
+    /// the unit rather than falling back to descriptors, which would hide a full staging
+    /// filesystem. A tmpfs out of inodes refuses a hard link with ENOSPC (a link takes one), the
+    /// open that the fallback does still works there. Mounting it needs root (CAP_SYS_ADMIN), as
+    /// the sidecar's own tests run; without it the test fails, saying so.
+    #[test]
+    fn a_link_refused_for_want_of_space_fails_the_unit() {
+        let d = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=1m,nr_inodes=32",
+                "tablesnap-test",
+            ])
+            .arg(d.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            mounted.status.success(),
+            "mounting a tmpfs (this test needs root): {}",
+            String::from_utf8_lossy(&mounted.stderr).trim()
+        );
+        struct Unmount<'a>(&'a Path);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg(self.0).status();
+            }
+        }
+        let _unmount = Unmount(d.path());
+        let src = d.path().join("t");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("a"), b"aaa").unwrap();
+        let staging = d.path().join(".staging");
+        std::fs::create_dir(&staging).unwrap();
+        // Every inode taken, then one given back: for the unit's directory, none for the link.
+        let mut filler = 0;
+        while std::fs::write(d.path().join(format!("f{filler}")), b"").is_ok() {
+            filler += 1;
+        }
+        assert!(filler > 0, "the tmpfs had free inodes");
+        std::fs::remove_file(d.path().join(format!("f{}", filler - 1))).unwrap();
+
+        let Err(e) = pin(&staging, &src, &["a".into()]) else {
+            panic!("a link refused with ENOSPC was pinned anyway")
+        };
+        assert_eq!(e.raw_os_error(), Some(28), "{e}");
+        assert_eq!(
+            std::fs::read_dir(&staging).unwrap().count(),
+            0,
+            "the unit's directory is gone"
+        );
+        assert!(
+            matches!(pin_by_fd(&src, &["a".into()]).unwrap(), Pin::Pinned(_)),
+            "the descriptor fallback would have worked: only the decision refuses it"
+        );
+    }
 }
