@@ -189,14 +189,15 @@ where
     Fut: std::future::Future<Output = ApiServer> + Send + 'static,
 {
     let (ctx, server) = setup();
-    let server = tokio::spawn(async move { script(server).await });
-    let action = reconcile(Arc::new(ts), ctx)
-        .await
-        .expect("reconcile succeeds");
-    // `ctx` is gone now; the server sees the end of the stream unless something else was sent.
-    let server = server.await.expect("the script's assertions hold");
+    let reconciled = tokio::spawn(reconcile(Arc::new(ts), ctx));
+    let server = script(server).await;
+    // The server sees the end of the stream once the reconcile is over and its `ctx` gone, or
+    // fails on a request the script did not expect (which the reconcile would wait on for ever).
     server.done().await;
-    action
+    reconciled
+        .await
+        .expect("the reconcile task")
+        .expect("reconcile succeeds")
 }
 
 fn with_finalizer(mut ts: TableSnap) -> TableSnap {
@@ -434,4 +435,77 @@ async fn an_api_error_fails_the_reconcile_for_a_retry() {
         .expect_err("a 403 must fail the reconcile");
     assert!(error.to_string().contains("forbidden"), "{error}");
     server.await.unwrap().done().await;
+}
+
+/// Issue 13 (mutation testing): a skip the status already reports is not announced again. Two
+/// StatefulSets skipped for different reasons and a CassandraDatacenter: the first reconcile
+/// publishes a Warning for each; the next, with that status, sends no event and writes nothing
+/// (each target's previous status is found by its own kind and name).
+#[tokio::test]
+async fn a_skip_already_in_the_status_is_not_announced_again() {
+    let ts = with_finalizer(samples::tablesnap());
+    let own = serde_json::to_value(&ts).unwrap();
+    let other_container = samples::NO_VOLUME_STATEFULSET
+        .replace("cass-ephemeral", "cass-other")
+        .replace("- name: cassandra", "- name: db");
+    let world = move || {
+        (
+            vec![
+                serde_yaml::from_str::<Value>(samples::NO_VOLUME_STATEFULSET).unwrap(),
+                serde_yaml::from_str::<Value>(&other_container).unwrap(),
+            ],
+            vec![serde_yaml::from_str::<Value>(samples::K8SSANDRA_DATACENTER).unwrap()],
+        )
+    };
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let (sts, dcs) = world();
+    let (first, object) = (written.clone(), own.clone());
+    scenario(ts.clone(), |mut api| async move {
+        api.list(TABLESNAPS, "TableSnap", vec![object.clone()])
+            .await;
+        api.list(STATEFULSETS, "StatefulSet", sts).await;
+        api.list(DATACENTERS, "CassandraDatacenter", dcs).await;
+        let mut related = Vec::new();
+        for _ in 0..3 {
+            related.push(api.event("TargetSkipped").await["related"]["name"].clone());
+        }
+        assert_eq!(
+            related,
+            [json!("cass-ephemeral"), json!("cass-other"), json!("dc2")]
+        );
+        let seen = api
+            .next(Method::PATCH, &format!("{TABLESNAPS}/nightly/status"))
+            .await;
+        let reasons: Vec<Value> = seen.body["status"]["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["reason"].clone())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                json!("DataVolumeNotFound"),
+                json!("CassandraContainerNotFound"),
+                json!("ManagedByK8ssandra")
+            ]
+        );
+        *first.lock().unwrap() = seen.body["status"].clone();
+        seen.ok(object);
+        api
+    })
+    .await;
+
+    let mut again = ts;
+    again.status = Some(serde_json::from_value(written.lock().unwrap().clone()).unwrap());
+    let object = serde_json::to_value(&again).unwrap();
+    let (sts, dcs) = world();
+    scenario(again, |mut api| async move {
+        api.list(TABLESNAPS, "TableSnap", vec![object]).await;
+        api.list(STATEFULSETS, "StatefulSet", sts).await;
+        api.list(DATACENTERS, "CassandraDatacenter", dcs).await;
+        // Nothing more: `done` fails on an event or a status write.
+        api
+    })
+    .await;
 }
