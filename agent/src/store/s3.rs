@@ -24,7 +24,7 @@ use aws_sdk_s3::types::{
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::byte_stream::Length;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 
 use super::{Head, Listed, RequestCounter, RequestKind, Source, StoreOptions, Written};
@@ -323,13 +323,13 @@ impl S3Store {
             };
             self.upload_part(key, path, upload_id, part)
         });
-        // Parts of one file go in parallel too; the global semaphore bounds the total.
+        // Parts of one file go in parallel too; the global semaphore bounds the total. The first
+        // part that fails for good ends the upload: the parts in flight are dropped, the rest
+        // never sent (the caller aborts the upload).
         let mut parts: Vec<CompletedPart> = futures::stream::iter(jobs)
             .buffer_unordered(self.opts.max_parts_in_flight.max(1))
-            .collect::<Vec<Result<CompletedPart>>>()
-            .await
-            .into_iter()
-            .collect::<Result<_>>()?;
+            .try_collect()
+            .await?;
         parts.sort_by_key(|p| p.part_number());
         Ok(parts)
     }
@@ -813,5 +813,187 @@ where
             "{what}: {}",
             aws_smithy_types::error::display::DisplayErrorContext(&e)
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StaticCredentials;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// What a scripted endpoint saw: each request's method and path with its query.
+    type Seen = Arc<Mutex<Vec<String>>>;
+
+    /// A scripted S3 endpoint on loopback, one request per connection: multipart uploads are
+    /// created (upload id `u1`), completed and aborted; each UploadPart gets the next of
+    /// `part_replies` (the last repeating), any other PUT a 200.
+    async fn endpoint(part_replies: Vec<u16>) -> (String, Seen) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            let mut parts = 0;
+            loop {
+                let (mut c, _) = l.accept().await.unwrap();
+                let mut req = Vec::new();
+                let mut b = [0u8; 65536];
+                let head_end = loop {
+                    if let Some(i) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match c.read(&mut b).await {
+                        Ok(0) | Err(_) => break req.len(),
+                        Ok(n) => req.extend_from_slice(&b[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&req[..head_end]).to_string();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                let mut body = req.len() - head_end;
+                while body < length {
+                    match c.read(&mut b).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => body += n,
+                    }
+                }
+                let line = head.lines().next().unwrap_or_default();
+                let mut words = line.split(' ');
+                let (method, target) = (
+                    words.next().unwrap_or_default(),
+                    words.next().unwrap_or_default(),
+                );
+                log.lock().unwrap().push(format!("{method} {target}"));
+                let (status, xml) = match method {
+                    "POST" if target.contains("uploads") => (
+                        200,
+                        "<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>u1</UploadId></InitiateMultipartUploadResult>",
+                    ),
+                    "POST" => (
+                        200,
+                        "<CompleteMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><ETag>\"e\"</ETag></CompleteMultipartUploadResult>",
+                    ),
+                    "DELETE" => (204, ""),
+                    "PUT" if target.contains("partNumber") => {
+                        parts += 1;
+                        (part_replies[(parts - 1).min(part_replies.len() - 1)], "")
+                    }
+                    _ => (200, ""),
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nETag: \"e\"\r\nConnection: close\r\n\r\n{xml}",
+                    xml.len()
+                );
+                let _ = c.write_all(reply.as_bytes()).await;
+                let _ = c.shutdown().await;
+            }
+        });
+        (format!("http://{addr}"), seen)
+    }
+
+    /// A store on that endpoint: single PUTs up to 1 MiB, 1 MiB parts, the SDK's own retries off.
+    async fn store(url: String) -> S3Store {
+        let settings = S3Settings {
+            bucket: "b".into(),
+            region: Some("us-east-1".into()),
+            endpoint: Some(url),
+            force_path_style: true,
+            credentials: Some(StaticCredentials {
+                access_key: "k".into(),
+                secret_key: "s".into(),
+                session_token: None,
+            }),
+            max_attempts: 1,
+            request_timeout: Some(Duration::from_secs(10)),
+        };
+        let opts = StoreOptions {
+            sizing: UploadSizing {
+                max_single_put: 1 << 20,
+                part_size: 1 << 20,
+            },
+            write: Default::default(),
+            max_parts_in_flight: 1,
+        };
+        S3Store::new(&settings, opts).await.unwrap()
+    }
+
+    /// Puts a file of `len` bytes to a scripted endpoint: the outcome (bounded: an endless retry
+    /// fails the test) and the requests it saw.
+    async fn put(len: u64, part_replies: Vec<u16>) -> (Result<Written>, Vec<String>) {
+        let (url, seen) = endpoint(part_replies).await;
+        let s = store(url).await;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("f");
+        std::fs::write(&path, vec![7u8; len as usize]).unwrap();
+        let r = tokio::time::timeout(
+            Duration::from_secs(30),
+            s.put(
+                "k",
+                Source::File { path, len },
+                &ObjectMeta::default(),
+                None,
+            ),
+        )
+        .await
+        .expect("the put ends: part retries are bounded");
+        let seen = seen.lock().unwrap().clone();
+        (r, seen)
+    }
+
+    fn parts(seen: &[String]) -> Vec<String> {
+        seen.iter()
+            .filter(|r| r.contains("partNumber"))
+            .map(|r| {
+                let n = r
+                    .split(['?', '&'])
+                    .find_map(|q| q.strip_prefix("partNumber="));
+                n.unwrap_or_default().to_string()
+            })
+            .collect()
+    }
+
+    /// Issue 13 (mutation testing): a file of exactly the single-PUT limit is one PUT; one byte
+    /// more is a multipart upload whose parts are numbered from 1.
+    #[tokio::test]
+    async fn the_single_put_limit_is_inclusive_and_parts_count_from_one() {
+        let (r, seen) = put(1 << 20, vec![200]).await;
+        assert!(matches!(r, Ok(Written::Single)), "{r:?} {seen:?}");
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let (r, seen) = put((2 << 20) + 1, vec![200]).await;
+        assert!(matches!(r, Ok(Written::Multipart(3))), "{r:?} {seen:?}");
+        assert_eq!(parts(&seen), ["1", "2", "3"], "{seen:?}");
+    }
+
+    /// Issue 13 (mutation testing): a part the server answers with a 503 is sent again (here
+    /// twice refused, then taken); one refused for good (403) is not, and the upload is aborted;
+    /// one that keeps failing is given up after `PART_ATTEMPTS` and aborted.
+    #[tokio::test]
+    async fn parts_are_retried_only_when_it_can_help_and_not_for_ever() {
+        let (r, seen) = put(1 << 20 | 1, vec![503, 503, 200]).await;
+        assert!(matches!(r, Ok(Written::Multipart(2))), "{r:?} {seen:?}");
+        assert_eq!(parts(&seen), ["1", "1", "1", "2"], "{seen:?}");
+
+        let (r, seen) = put(1 << 20 | 1, vec![403]).await;
+        assert!(r.is_err(), "{seen:?}");
+        assert_eq!(parts(&seen), ["1"], "a 403 is not retried: {seen:?}");
+        assert!(
+            seen.last().unwrap().starts_with("DELETE"),
+            "aborted: {seen:?}"
+        );
+
+        let (r, seen) = put(1 << 20 | 1, vec![503]).await;
+        assert!(r.is_err(), "{seen:?}");
+        assert_eq!(parts(&seen).len(), PART_ATTEMPTS as usize, "{seen:?}");
+        assert!(
+            seen.last().unwrap().starts_with("DELETE"),
+            "aborted: {seen:?}"
+        );
     }
 }
