@@ -417,4 +417,34 @@ mod tests {
             assert!(r.is_err(), "{k} was accepted");
         }
     }
+
+    /// Issue 13 (mutation testing): a source file that is gone (deleted by a compaction, or a
+    /// path through something that is no directory any more) is `Vanished`, nothing to ship; a
+    /// source that exists but cannot be read is an error, and nothing is left under the key.
+    #[tokio::test]
+    async fn a_vanished_source_is_told_from_an_unreadable_one() {
+        let d = tempfile::tempdir().unwrap();
+        let s = LocalStore::new(d.path().join("store"));
+        std::fs::write(d.path().join("file"), b"x").unwrap();
+        let put = |path: PathBuf| {
+            let s = &s;
+            async move {
+                let src = Source::File { path, len: 1 };
+                s.put("k", src, &ObjectMeta::default(), None).await
+            }
+        };
+        for gone in [d.path().join("deleted"), d.path().join("file/below-a-file")] {
+            let r = put(gone.clone()).await;
+            assert!(
+                matches!(&r, Err(Error::Vanished(p)) if *p == gone),
+                "{gone:?}: {r:?}"
+            );
+        }
+        let r = put(d.path().to_path_buf()).await;
+        assert!(
+            matches!(r, Err(Error::Io { .. })),
+            "a directory as the source: {r:?}"
+        );
+        assert!(!d.path().join("store/k").exists(), "nothing under the key");
+    }
 }
