@@ -477,6 +477,29 @@ async fn large_objects_come_in_ranged_parts(b: Backend) {
     // One GET for the index, four ranged GETs for the file.
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(count(&stdout, "get"), 5, "{stdout}");
+
+    // One range of 10 MiB: its body is written in several batches, each at its own offset.
+    let larger = data(10 * 1024 * 1024 + 7, 43);
+    put_file(&s, &dir.join("nb-2-big-Data.db"), &larger).await;
+    put_index(&s, dir, "nb-2-big-Data.db", &["nb-2-big-Data.db"]).await;
+    let out = d.path().join("out-one-range");
+    let o = ok(slurp(
+        &b,
+        &[
+            "--part-size",
+            "16",
+            "-f",
+            "nb-2-big-Data.db",
+            dir.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        std::fs::read(out.join("nb-2-big-Data.db")).unwrap() == larger,
+        "the 10 MiB file differs"
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(count(&stdout, "get"), 2, "{stdout}");
 }
 
 async fn commitlogs_from_the_restore_point(b: Backend) {

@@ -632,7 +632,9 @@ impl S3Store {
             }
             let batch = std::mem::take(&mut chunks);
             let at = offset;
-            offset += pending as u64;
+            // Where the next batch goes follows from this one's bytes, not from the counter
+            // that only decides when to write.
+            offset += batch.iter().map(|c| c.len() as u64).sum::<u64>();
             pending = 0;
             let f = f.clone();
             writing = Some(tokio::task::spawn_blocking(move || {
@@ -694,8 +696,11 @@ fn write_all_vectored_at(
         chunks.iter().map(|c| std::io::IoSlice::new(c)).collect();
     let mut rest = &mut slices[..];
     while !rest.is_empty() {
+        // At most MAX_IOV slices a call, whatever the caller batched (the kernel refuses more
+        // than IOV_MAX).
+        let n = rest.len().min(MAX_IOV);
         let written =
-            nix::sys::uio::pwritev(f, rest, offset as i64).map_err(std::io::Error::from)?;
+            nix::sys::uio::pwritev(f, &rest[..n], offset as i64).map_err(std::io::Error::from)?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
