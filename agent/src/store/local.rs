@@ -447,4 +447,27 @@ mod tests {
         );
         assert!(!d.path().join("store/k").exists(), "nothing under the key");
     }
+
+    /// Issue 13 (mutation testing): only a missing object is "not there" (a HEAD's `None`, a
+    /// download's `NotFound`); an object the store cannot read (here a symlink loop: ELOOP) is an
+    /// error naming it, never taken for absent.
+    #[tokio::test]
+    async fn only_a_missing_object_is_absent() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("store");
+        std::fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink(root.join("loop"), root.join("loop")).unwrap();
+        let s = LocalStore::new(root);
+        let to = d.path().join("out");
+        assert!(matches!(s.head("missing").await, Ok(None)));
+        let r = s.download_range("missing", None, &to, None).await;
+        assert!(
+            matches!(&r, Err(Error::NotFound(k)) if k == "missing"),
+            "{r:?}"
+        );
+        let r = s.head("loop").await;
+        assert!(matches!(&r, Err(Error::Io { .. })), "{r:?}");
+        let r = s.download_range("loop", None, &to, None).await;
+        assert!(matches!(&r, Err(Error::Io { .. })), "{r:?}");
+    }
 }
