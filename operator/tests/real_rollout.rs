@@ -126,6 +126,21 @@ async fn racks_roll_one_at_a_time() {
         "{waiting:?}"
     );
 
+    // A reconcile while rack1 still rolls (its template up to date, its pod not back): rack1's
+    // own rollout, not rack2's, keeps rack2 waiting.
+    let status = reconciled(&client, &ns).await;
+    assert_eq!(
+        hash_of(&client, &ns, "rack2").await,
+        None,
+        "rack2 changed while rack1 still rolls: {status:?}"
+    );
+    let waiting = status.targets.iter().find(|t| t.name == "rack2").unwrap();
+    assert_eq!(
+        waiting.reason.as_deref(),
+        Some("WaitingForRollout"),
+        "{waiting:?}"
+    );
+
     // rack1's pod comes back with the sidecar and is ready: rack2's turn.
     rack_runs(&client, &ns, "rack1", first.as_deref()).await;
     let status = reconciled(&client, &ns).await;
