@@ -710,14 +710,7 @@ async fn check_preflight(
         return Ok(preflight::verdict(&wanted));
     };
     let verdict = preflight::verdict(&live);
-    let phase = live.status.as_ref().and_then(|s| s.phase.as_deref());
-    let age = live
-        .creation_timestamp()
-        .map_or(0, |t| jiff::Timestamp::now().as_second() - t.0.as_second());
-    // A failed pod stays for `kubectl describe` until it is old enough to try again.
-    if verdict == preflight::Verdict::Passed
-        || (phase == Some("Failed") && age > preflight::RETRY_AFTER_SECONDS)
-    {
+    if preflight::retire(&live, &verdict, jiff::Timestamp::now()) {
         delete_pod(&pods, &name).await?;
     }
     Ok(verdict)

@@ -183,6 +183,17 @@ pub fn verdict(pod: &Pod) -> Verdict {
     }
 }
 
+/// Whether the pre-flight pod goes now, its verdict `verdict` at `now`: once it passed, or once
+/// it failed and is older than [`RETRY_AFTER_SECONDS`] (a failed pod stays for `kubectl describe`
+/// until then, and its successor tries again).
+pub fn retire(pod: &Pod, verdict: &Verdict, now: jiff::Timestamp) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    let age = pod
+        .creation_timestamp()
+        .map_or(0, |t| now.as_second() - t.0.as_second());
+    *verdict == Verdict::Passed || (phase == Some("Failed") && age > RETRY_AFTER_SECONDS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,5 +320,45 @@ mod tests {
             hash(&other, &crate::render::sidecar(&other, &data)),
             hash(&ts, &sidecar)
         );
+    }
+
+    /// Issue 13 (mutation testing): a passed pre-flight pod goes at once; a failed one only once
+    /// it is older than RETRY_AFTER_SECONDS; a pending one stays however old.
+    #[test]
+    fn a_failed_preflight_pod_goes_only_once_it_is_old_enough() {
+        let now: jiff::Timestamp = "2026-12-02T12:00:00Z".parse().unwrap();
+        let aged = |phase: &str, seconds: i64| {
+            let mut pod = with(phase, None);
+            let created = now - jiff::SignedDuration::from_secs(seconds);
+            pod.metadata.creation_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(created),
+            );
+            pod
+        };
+        let failed = Verdict::Failed {
+            reason: "Error".into(),
+            message: "exit 1".into(),
+        };
+        let pending = Verdict::Pending("waiting".into());
+        assert!(retire(&aged("Succeeded", 5), &Verdict::Passed, now));
+        assert!(
+            !retire(&aged("Failed", 30), &failed, now),
+            "a fresh failure stays"
+        );
+        assert!(!retire(&aged("Failed", RETRY_AFTER_SECONDS), &failed, now));
+        assert!(retire(
+            &aged("Failed", RETRY_AFTER_SECONDS + 1),
+            &failed,
+            now
+        ));
+        assert!(
+            !retire(&aged("Pending", RETRY_AFTER_SECONDS + 1), &failed, now),
+            "not failed yet"
+        );
+        assert!(!retire(
+            &aged("Pending", 10 * RETRY_AFTER_SECONDS),
+            &pending,
+            now
+        ));
     }
 }
