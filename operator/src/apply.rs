@@ -716,7 +716,8 @@ async fn check_preflight(
     Ok(verdict)
 }
 
-async fn delete_pod(pods: &Api<Pod>, name: &str) -> Result<()> {
+/// Deletes pod `name`; one already gone is deleted.
+pub async fn delete_pod(pods: &Api<Pod>, name: &str) -> Result<()> {
     match pods.delete(name, &Default::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),

@@ -247,3 +247,145 @@ async fn a_missing_secret_or_an_unpullable_image_never_reaches_the_pod_template(
     common::release_finalizer(&client, &ns).await;
     common::drop_namespace(&client, &ns).await;
 }
+
+/// Issue 13 (mutation testing): the pre-flight pod's create. A pod of its name the LIST of
+/// labelled pods does not show (its label taken off) makes the create answer 409: the reconcile
+/// waits on it and goes on. A create the server refuses (an admission policy) fails the
+/// reconcile. And deleting a pre-flight pod that is already gone succeeds, while a delete the
+/// server refuses (a ValidatingAdmissionPolicy on DELETE) is an error.
+#[tokio::test]
+async fn the_preflight_pods_create_and_delete_take_only_the_answers_they_expect() {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let Some(client) =
+        common::client("the_preflight_pods_create_and_delete_take_only_the_answers_they_expect")
+            .await
+    else {
+        return;
+    };
+    common::install_tablesnap_crd(&client).await;
+    let ns = common::namespace(&client, "preflight-create").await;
+    Api::<StatefulSet>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &statefulset())
+        .await
+        .unwrap();
+    let ts: TableSnap = serde_json::from_value(json!({
+        "apiVersion": "tablesnap.io/v1alpha1", "kind": "TableSnap",
+        "metadata": {"name": "nightly"},
+        "spec": {"bucket": "backups", "region": "garage",
+                 "targets": {"selector": {"matchLabels": {"backup": "tablesnap"}}}}
+    }))
+    .unwrap();
+    let tss: Api<TableSnap> = Api::namespaced(client.clone(), &ns);
+    tss.create(&PostParams::default(), &ts).await.unwrap();
+    let once = || async {
+        reconcile(
+            Arc::new(tss.get("nightly").await.unwrap()),
+            context(&client),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    // The finalizer, then the pre-flight pod.
+    once().await.unwrap();
+    once().await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod = preflight_pod(&client, &ns).await.name_any();
+    let unlabel = json!({"metadata": {"labels": {preflight::LABEL: null}}});
+    pods.patch(&pod, &PatchParams::default(), &Patch::Merge(&unlabel))
+        .await
+        .unwrap();
+    let conflict = once().await;
+    let status = tss.get("nightly").await.unwrap().status.unwrap_or_default();
+
+    pods.delete(&pod, &Default::default()).await.unwrap();
+    let gone = tablesnap_operator::apply::delete_pod(&pods, "never-there").await;
+    let kept: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "kept"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &kept).await.unwrap();
+    // From now on the namespace refuses every pod create and delete, as an admission policy
+    // (Kyverno, Gatekeeper) of the cluster might.
+    let policy = format!("{ns}-frozen");
+    let vap = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicy",
+    ));
+    let binding = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicyBinding",
+    ));
+    let apply = |ar: ApiResource, body: serde_json::Value| {
+        let client = client.clone();
+        let name = policy.clone();
+        async move {
+            Api::<DynamicObject>::all_with(client, &ar)
+                .patch(
+                    &name,
+                    &PatchParams::apply("tablesnap-test").force(),
+                    &Patch::Apply(body),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    apply(vap.clone(), json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": policy},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "DELETE"], "resources": ["pods"]}],
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}
+            },
+            "validations": [{"expression": "false", "message": "pods here are frozen by policy"}]
+        }
+    }))
+    .await;
+    apply(binding.clone(), json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": policy},
+        "spec": {"policyName": policy, "validationActions": ["Deny"]}
+    }))
+    .await;
+    let dry = kube::api::DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    common::wait_for("the policy in force", Duration::from_secs(30), || async {
+        pods.delete("kept", &dry).await.is_err().then_some(())
+    })
+    .await;
+    let refused = once().await;
+    let kept_refused = tablesnap_operator::apply::delete_pod(&pods, "kept").await;
+    let _ = Api::<DynamicObject>::all_with(client.clone(), &binding)
+        .delete(&policy, &Default::default())
+        .await;
+    let _ = Api::<DynamicObject>::all_with(client.clone(), &vap)
+        .delete(&policy, &Default::default())
+        .await;
+    common::release_finalizer(&client, &ns).await;
+    common::drop_namespace(&client, &ns).await;
+
+    assert!(
+        conflict.is_ok(),
+        "a 409 on the create is a pod already there: {conflict:?}"
+    );
+    assert_eq!(
+        target_reason(&status).1.as_deref(),
+        Some("WaitingForPreflight"),
+        "{status:?}"
+    );
+    let refused = refused.expect_err("a create the server refuses fails the reconcile");
+    assert!(refused.contains("frozen by policy"), "{refused}");
+    assert!(gone.is_ok(), "a pod already gone: {gone:?}");
+    let kept_refused = format!(
+        "{:?}",
+        kept_refused.expect_err("a refused delete is an error")
+    );
+    assert!(kept_refused.contains("frozen by policy"), "{kept_refused}");
+}
