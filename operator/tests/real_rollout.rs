@@ -140,6 +140,14 @@ async fn racks_roll_one_at_a_time() {
         Some("WaitingForRollout"),
         "{waiting:?}"
     );
+    // rack1's pod runs no agent yet: it is named as not protected.
+    let rolling = status.targets.iter().find(|t| t.name == "rack1").unwrap();
+    assert!(
+        rolling.pods_protected == 0
+            && rolling.unprotected.len() == 1
+            && rolling.unprotected[0].starts_with("rack1-0: "),
+        "{rolling:?}"
+    );
 
     // rack1's pod comes back with the sidecar and is ready: rack2's turn.
     rack_runs(&client, &ns, "rack1", first.as_deref()).await;
