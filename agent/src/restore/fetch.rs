@@ -304,8 +304,8 @@ fn preserved_gid(s: &StatMeta) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{S3Settings, StaticCredentials, StoreLocation, UploadSizing};
-    use crate::store::{RequestKind, StoreOptions};
+    use crate::config::StoreLocation;
+    use crate::store::RequestKind;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     const HELLO_MD5: &str = "5d41402abc4b2a76b9719d911017c592";
@@ -365,27 +365,8 @@ mod tests {
 
     /// A fetcher on that endpoint, the SDK's own retries off (one attempt per request).
     async fn fetcher(url: String, part_size: u64) -> Fetcher {
-        let loc = StoreLocation::S3(S3Settings {
-            bucket: "b".into(),
-            region: Some("us-east-1".into()),
-            endpoint: Some(url),
-            force_path_style: true,
-            credentials: Some(StaticCredentials {
-                access_key: "k".into(),
-                secret_key: "s".into(),
-                session_token: None,
-            }),
-            max_attempts: 1,
-            request_timeout: Some(Duration::from_secs(10)),
-        });
-        let opts = StoreOptions {
-            sizing: UploadSizing {
-                max_single_put: 1 << 20,
-                part_size: 1 << 20,
-            },
-            write: Default::default(),
-            max_parts_in_flight: 1,
-        };
+        let (settings, opts) = crate::store::s3::scripted(url);
+        let loc = StoreLocation::S3(settings);
         Fetcher {
             store: Store::open(&loc, opts).await.unwrap(),
             gets: Semaphore::new(4),

@@ -821,10 +821,37 @@ where
     }
 }
 
+/// Settings for a scripted endpoint at `url` in unit tests: single PUTs up to 1 MiB, 1 MiB parts,
+/// one part in flight, the SDK's own retries off (one attempt per request).
+#[cfg(test)]
+pub(crate) fn scripted(url: String) -> (S3Settings, StoreOptions) {
+    let settings = S3Settings {
+        bucket: "b".into(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(url),
+        force_path_style: true,
+        credentials: Some(crate::config::StaticCredentials {
+            access_key: "k".into(),
+            secret_key: "s".into(),
+            session_token: None,
+        }),
+        max_attempts: 1,
+        request_timeout: Some(Duration::from_secs(10)),
+    };
+    let opts = StoreOptions {
+        sizing: UploadSizing {
+            max_single_put: 1 << 20,
+            part_size: 1 << 20,
+        },
+        write: Default::default(),
+        max_parts_in_flight: 1,
+    };
+    (settings, opts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::StaticCredentials;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// What a scripted endpoint saw: each request's method and path with its query.
@@ -905,27 +932,7 @@ mod tests {
 
     /// A store on that endpoint: single PUTs up to 1 MiB, 1 MiB parts, the SDK's own retries off.
     async fn store(url: String) -> S3Store {
-        let settings = S3Settings {
-            bucket: "b".into(),
-            region: Some("us-east-1".into()),
-            endpoint: Some(url),
-            force_path_style: true,
-            credentials: Some(StaticCredentials {
-                access_key: "k".into(),
-                secret_key: "s".into(),
-                session_token: None,
-            }),
-            max_attempts: 1,
-            request_timeout: Some(Duration::from_secs(10)),
-        };
-        let opts = StoreOptions {
-            sizing: UploadSizing {
-                max_single_put: 1 << 20,
-                part_size: 1 << 20,
-            },
-            write: Default::default(),
-            max_parts_in_flight: 1,
-        };
+        let (settings, opts) = scripted(url);
         S3Store::new(&settings, opts).await.unwrap()
     }
 
