@@ -255,7 +255,6 @@ async fn a_missing_secret_or_an_unpullable_image_never_reaches_the_pod_template(
 /// server refuses (a ValidatingAdmissionPolicy on DELETE) is an error.
 #[tokio::test]
 async fn the_preflight_pods_create_and_delete_take_only_the_answers_they_expect() {
-    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
     let Some(client) =
         common::client("the_preflight_pods_create_and_delete_take_only_the_answers_they_expect")
             .await
@@ -309,48 +308,14 @@ async fn the_preflight_pods_create_and_delete_take_only_the_answers_they_expect(
     // From now on the namespace refuses every pod create and delete, as an admission policy
     // (Kyverno, Gatekeeper) of the cluster might.
     let policy = format!("{ns}-frozen");
-    let vap = ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "admissionregistration.k8s.io",
-        "v1",
-        "ValidatingAdmissionPolicy",
-    ));
-    let binding = ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "admissionregistration.k8s.io",
-        "v1",
-        "ValidatingAdmissionPolicyBinding",
-    ));
-    let apply = |ar: ApiResource, body: serde_json::Value| {
-        let client = client.clone();
-        let name = policy.clone();
-        async move {
-            Api::<DynamicObject>::all_with(client, &ar)
-                .patch(
-                    &name,
-                    &PatchParams::apply("tablesnap-test").force(),
-                    &Patch::Apply(body),
-                )
-                .await
-                .unwrap();
-        }
-    };
-    apply(vap.clone(), json!({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": policy},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "DELETE"], "resources": ["pods"]}],
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}
-            },
-            "validations": [{"expression": "false", "message": "pods here are frozen by policy"}]
-        }
-    }))
-    .await;
-    apply(binding.clone(), json!({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": policy},
-        "spec": {"policyName": policy, "validationActions": ["Deny"]}
-    }))
+    let frozen = common::deny_policy(
+        &client,
+        &ns,
+        &policy,
+        json!({"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "DELETE"], "resources": ["pods"]}),
+        "false",
+        "pods here are frozen by policy",
+    )
     .await;
     let dry = kube::api::DeleteParams {
         dry_run: true,
@@ -362,12 +327,7 @@ async fn the_preflight_pods_create_and_delete_take_only_the_answers_they_expect(
     .await;
     let refused = once().await;
     let kept_refused = tablesnap_operator::apply::delete_pod(&pods, "kept").await;
-    let _ = Api::<DynamicObject>::all_with(client.clone(), &binding)
-        .delete(&policy, &Default::default())
-        .await;
-    let _ = Api::<DynamicObject>::all_with(client.clone(), &vap)
-        .delete(&policy, &Default::default())
-        .await;
+    frozen.remove().await;
     common::release_finalizer(&client, &ns).await;
     common::drop_namespace(&client, &ns).await;
 

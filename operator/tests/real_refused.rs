@@ -13,9 +13,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::events::v1::Event;
 use kube::Client;
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tablesnap_operator::apply::reconcile;
 use tablesnap_operator::crd::TableSnap;
@@ -31,18 +29,6 @@ fn statefulset(name: &str) -> StatefulSet {
         }
     }))
     .unwrap()
-}
-
-async fn apply(client: &Client, group: &str, kind: &str, name: &str, body: serde_json::Value) {
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, "v1", kind));
-    Api::<DynamicObject>::all_with(client.clone(), &ar)
-        .patch(
-            name,
-            &PatchParams::apply(common::TEST_MANAGER).force(),
-            &Patch::Apply(body),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{kind} {name}: {e}"));
 }
 
 #[tokio::test]
@@ -62,24 +48,14 @@ async fn a_refused_apply_is_reported_and_the_other_targets_go_on() {
             .unwrap();
     }
     let policy = format!("{ns}-locked");
-    apply(&client, "admissionregistration.k8s.io", "ValidatingAdmissionPolicy", &policy, json!({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": policy},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["statefulsets"]}],
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}
-            },
-            "validations": [{"expression": "object.metadata.name != 'a-locked'", "message": "a-locked is frozen by policy"}]
-        }
-    }))
-    .await;
-    apply(&client, "admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding", &policy, json!({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": policy},
-        "spec": {"policyName": policy, "validationActions": ["Deny"]}
-    }))
+    let frozen = common::deny_policy(
+        &client,
+        &ns,
+        &policy,
+        json!({"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["statefulsets"]}),
+        "object.metadata.name != 'a-locked'",
+        "a-locked is frozen by policy",
+    )
     .await;
     // The policy is loaded asynchronously: wait until it refuses a (dry-run) change.
     common::wait_for("the policy in force", Duration::from_secs(30), || async {
@@ -134,26 +110,7 @@ async fn a_refused_apply_is_reported_and_the_other_targets_go_on() {
         .unwrap_or_default()
         .iter()
         .any(|c| c.name == "tablesnap");
-    let _ = Api::<DynamicObject>::all_with(
-        client.clone(),
-        &ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "admissionregistration.k8s.io",
-            "v1",
-            "ValidatingAdmissionPolicyBinding",
-        )),
-    )
-    .delete(&policy, &Default::default())
-    .await;
-    let _ = Api::<DynamicObject>::all_with(
-        client.clone(),
-        &ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "admissionregistration.k8s.io",
-            "v1",
-            "ValidatingAdmissionPolicy",
-        )),
-    )
-    .delete(&policy, &Default::default())
-    .await;
+    frozen.remove().await;
     common::release_finalizer(&client, &ns).await;
     common::drop_namespace(&client, &ns).await;
 

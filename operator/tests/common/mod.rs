@@ -512,3 +512,83 @@ pub async fn reconciled(client: &Client, ns: &str) -> tablesnap_operator::crd::T
     }
     api.get("nightly").await.unwrap().status.unwrap_or_default()
 }
+
+/// A ValidatingAdmissionPolicy and its binding (`Deny`), as a Kyverno or Gatekeeper rule of the
+/// cluster might be: in namespace `ns`, a request `rule` (one `resourceRules` entry) matches is
+/// refused with `message` unless the CEL `expression` holds. The API server loads it
+/// asynchronously: the caller waits until it refuses a dry run. `remove` takes it away.
+pub struct DenyPolicy {
+    client: Client,
+    name: String,
+}
+
+fn admission(kind: &str) -> kube::api::ApiResource {
+    kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+        "admissionregistration.k8s.io",
+        "v1",
+        kind,
+    ))
+}
+
+pub async fn deny_policy(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    rule: Value,
+    expression: &str,
+    message: &str,
+) -> DenyPolicy {
+    let bodies = [
+        (
+            "ValidatingAdmissionPolicy",
+            json!({
+                "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+                "metadata": {"name": name},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {
+                        "resourceRules": [rule],
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}
+                    },
+                    "validations": [{"expression": expression, "message": message}]
+                }
+            }),
+        ),
+        (
+            "ValidatingAdmissionPolicyBinding",
+            json!({
+                "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+                "metadata": {"name": name},
+                "spec": {"policyName": name, "validationActions": ["Deny"]}
+            }),
+        ),
+    ];
+    for (kind, body) in bodies {
+        Api::<kube::api::DynamicObject>::all_with(client.clone(), &admission(kind))
+            .patch(
+                name,
+                &PatchParams::apply(TEST_MANAGER).force(),
+                &Patch::Apply(body),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{kind} {name}: {e}"));
+    }
+    DenyPolicy {
+        client: client.clone(),
+        name: name.to_string(),
+    }
+}
+
+impl DenyPolicy {
+    pub async fn remove(self) {
+        for kind in [
+            "ValidatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicy",
+        ] {
+            let _ =
+                Api::<kube::api::DynamicObject>::all_with(self.client.clone(), &admission(kind))
+                    .delete(&self.name, &Default::default())
+                    .await;
+        }
+    }
+}
