@@ -34,17 +34,17 @@ step() {
   printf '\n==> %s\n' "$*"
 }
 
-step "installing Garage (cached)"
+step "installing Garage (once per machine, then cached)"
 e2e/scripts/install-garage.sh >/dev/null
-step "installing cargo-nextest (cached)"
+step "installing cargo-nextest (once per machine, then cached)"
 PATH="$(e2e/scripts/install-nextest.sh):$PATH"
 export PATH
-step "installing Cassandra 5.0 and 4.1 jars (cached)"
+step "installing Cassandra 5.0 and 4.1 jars (once per machine, then cached)"
 e2e/scripts/install-cassandra.sh 5.0 >/dev/null
 e2e/scripts/install-cassandra.sh 4.1 >/dev/null
-step "installing the Kubernetes control plane (cached)"
+step "installing the Kubernetes control plane (once per machine, then cached)"
 e2e/scripts/install-k8s.sh >/dev/null
-step "installing Python venvs (cached)"
+step "installing Python venvs (once per machine, then cached)"
 venv="$(e2e/scripts/venv.sh)"
 
 step "building"
