@@ -36,8 +36,8 @@ OPERATOR_DECISIONS=(operator/src/render.rs operator/src/resolve.rs operator/src/
 # The modules measured and brought to 90% caught (README "Mutation testing") whose unit tests alone
 # catch every mutant EQUIVALENT.md does not list: what the CI modes draw from by default (they run
 # `--lib`). Left out: the index writer's task and scan.rs (their tests are the slow pipeline ones),
-# restore/fetch.rs (measured with tableslurp's tests, not with its unit tests alone), stage.rs (its
-# survivor is killed by a test that mounts a tmpfs, after the measured run), queue.rs (all caught by its unit tests, but with it in the pool the seed drew a sample
+# restore/fetch.rs (measured with tableslurp's tests, not with its unit tests alone), stage.rs (one of its
+# mutants is killed only by a test that mounts a tmpfs, which needs root), queue.rs (all caught by its unit tests, but with it in the pool the seed drew a sample
 # that took 182 s instead of about 100: it holds natural_cmp's endless loop, a 30 s timeout).
 GATED=(
   agent/src/classify.rs agent/src/sstable.rs agent/src/ready.rs agent/src/index.rs
