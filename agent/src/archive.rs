@@ -164,6 +164,7 @@ async fn pass(ctx: &Ctx, src: &CommitlogSource, st: &mut State) -> Duration {
             }
         }
     }
+    publish(ctx, &on_disk, &d.drop, st);
     let mut wait = TICK;
     for name in &d.ship {
         let s = by_name[name.as_str()];
@@ -215,10 +216,17 @@ async fn pass(ctx: &Ctx, src: &CommitlogSource, st: &mut State) -> Duration {
             }
         }
     }
-    // The metrics, from what is left.
+    publish(ctx, &on_disk, &d.drop, st);
+    wait
+}
+
+/// The archive's metrics, from what is left on disk after `dropped` and the shipped segments (no
+/// longer in `st.seen`): set once the drops are done, before any upload (which may hang while the
+/// storage does not answer), and again at the end of the pass.
+fn publish(ctx: &Ctx, on_disk: &[OnDisk], dropped: &[String], st: &State) {
     let left: Vec<&OnDisk> = on_disk
         .iter()
-        .filter(|s| !d.drop.contains(&s.name) && st.seen.contains_key(&s.name))
+        .filter(|s| !dropped.contains(&s.name) && st.seen.contains_key(&s.name))
         .collect();
     let oldest = left.iter().filter_map(|s| st.seen.get(&s.name)).min();
     ctx.stats
@@ -240,7 +248,6 @@ async fn pass(ctx: &Ctx, src: &CommitlogSource, st: &mut State) -> Duration {
             ctx.stats.window_end.set(0);
         }
     }
-    wait
 }
 
 /// Removes a segment whose upload is confirmed; Cassandra's own file (if still linked) stays.

@@ -218,9 +218,20 @@ async fn the_spool_cap_holds_while_storage_does_not_answer() {
     assert_eq!(report["storageReady"], false, "{report}");
     assert_eq!(report["commitlog"]["segmentsDropped"], 2, "{report}");
     assert!(report["commitlog"]["windowStart"].is_null(), "{report}");
-    let metrics = support::fault::http_get(&addr, "/metrics").await;
+    // The gauge is the agent's, set by its archive task after the drops: read until it is there.
+    let spool = "tablesnap_commitlog_spool_bytes";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let m = support::fault::http_get(&addr, "/metrics").await;
+        if support::fault::metric(&m, spool) == Some(f64::from(800u32 << 10))
+            || std::time::Instant::now() > deadline
+        {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(
-        support::fault::metric(&metrics, "tablesnap_commitlog_spool_bytes"),
+        support::fault::metric(&metrics, spool),
         Some(f64::from(800u32 << 10)),
         "{metrics}"
     );
