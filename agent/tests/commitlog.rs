@@ -219,22 +219,19 @@ async fn the_spool_cap_holds_while_storage_does_not_answer() {
     assert_eq!(report["commitlog"]["segmentsDropped"], 2, "{report}");
     assert!(report["commitlog"]["windowStart"].is_null(), "{report}");
     // The gauge is the agent's, set by its archive task after the drops: read until it is there.
-    let spool = "tablesnap_commitlog_spool_bytes";
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (spool, held) = (
+        "tablesnap_commitlog_spool_bytes",
+        Some(f64::from(800u32 << 10)),
+    );
+    let start = Instant::now();
     let metrics = loop {
         let m = support::fault::http_get(&addr, "/metrics").await;
-        if support::fault::metric(&m, spool) == Some(f64::from(800u32 << 10))
-            || std::time::Instant::now() > deadline
-        {
+        if support::fault::metric(&m, spool) == held || start.elapsed() >= WAIT {
             break m;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(
-        support::fault::metric(&metrics, spool),
-        Some(f64::from(800u32 << 10)),
-        "{metrics}"
-    );
+    assert_eq!(support::fault::metric(&metrics, spool), held, "{metrics}");
     assert!(
         support::fault::metric(&metrics, "tablesnap_commitlog_archive_lag_seconds").is_some(),
         "{metrics}"
