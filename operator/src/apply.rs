@@ -585,9 +585,18 @@ async fn apply(ts: &TableSnap, ctx: &Context) -> Result<Action> {
                     .list(&ListParams::default().labels(pod_selector))
                     .await?
                     .items;
-                let (ready, total) = status::pods_with_agent(&pods, render::body_hash(body));
-                let protection =
-                    protection(&pods, render::body_hash(body), ts.spec.http_port()).await;
+                let missing =
+                    status::missing_pods(&status::pod_owners(kind, target, &statefulsets), &pods);
+                let (ready, existing) = status::pods_with_agent(&pods, render::body_hash(body));
+                let total =
+                    existing.saturating_add(i32::try_from(missing.len()).unwrap_or(i32::MAX));
+                let protection = protection(
+                    &pods,
+                    &missing,
+                    render::body_hash(body),
+                    ts.spec.http_port(),
+                )
+                .await;
                 let previous_point =
                     was(kind, target).and_then(|t| t.oldest_recovery_point.as_deref());
                 let window = protection.recoverable_window;
@@ -727,7 +736,12 @@ pub async fn delete_pod(pods: &Api<Pod>, name: &str) -> Result<()> {
 
 /// Ask the agent of each pod that runs it with `config` for its report, at most
 /// [`report::CONCURRENCY`] at once, and decide what they say.
-async fn protection(pods: &[Pod], config: Option<&str>, port: i32) -> status::Protection {
+async fn protection(
+    pods: &[Pod],
+    missing: &[String],
+    config: Option<&str>,
+    port: i32,
+) -> status::Protection {
     use futures::StreamExt;
     let running = status::running_agents(pods, config);
     let not_running: Vec<String> = (0..pods.len())
@@ -752,7 +766,7 @@ async fn protection(pods: &[Pod], config: Option<&str>, port: i32) -> status::Pr
         .buffer_unordered(report::CONCURRENCY)
         .collect()
         .await;
-    status::protection(&reports, &not_running)
+    status::protection(&reports, &not_running, missing)
 }
 
 /// Remove our fields from one target and say so.

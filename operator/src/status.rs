@@ -1,10 +1,11 @@
 //! The TableSnap status: per-target state, pod counts from container statuses, and the four
 //! conditions, computed as pure functions so that an unchanged world yields an unchanged status.
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::crd::{TableSnapStatus, TargetStatus};
+use crate::crd::{TableSnapStatus, TargetKind, TargetStatus};
 use crate::render::{HASH_ANNOTATION, SIDECAR_NAME};
 use crate::report::AgentReport;
 
@@ -12,7 +13,7 @@ use crate::report::AgentReport;
 /// the latest spec yet, or fewer pods than due run the update revision, or not all are ready.
 /// With `OnDelete` nothing rolls by itself, so it is never waited for; a `partition` leaves the
 /// ordinals below it on the old revision by design.
-pub fn rolling_out(sts: &k8s_openapi::api::apps::v1::StatefulSet) -> bool {
+pub fn rolling_out(sts: &StatefulSet) -> bool {
     let Some(spec) = sts.spec.as_ref() else {
         return false;
     };
@@ -102,10 +103,12 @@ pub struct Protection {
 }
 
 /// The protection of a target: `reports` for the pods whose agent runs, `not_running` for the
-/// others (by name).
+/// others (by name), `missing` for the pods its StatefulSets want that do not exist (see
+/// [`missing_pods`]).
 pub fn protection(
     reports: &[(String, Result<AgentReport, String>)],
     not_running: &[String],
+    missing: &[String],
 ) -> Protection {
     let mut unprotected: Vec<(String, String)> = not_running
         .iter()
@@ -115,6 +118,7 @@ pub fn protection(
                 "the agent is not running with this configuration".into(),
             )
         })
+        .chain(missing.iter().map(|p| (p.clone(), MISSING.into())))
         .collect();
     let mut points = Vec::new();
     let mut windows = Vec::new();
@@ -143,8 +147,9 @@ pub fn protection(
         }
     }
     unprotected.sort();
-    let everyone = not_running.is_empty() && points.len() == reports.len();
-    let window = (not_running.is_empty() && !windows.is_empty() && windows.len() == reports.len())
+    let all_run = not_running.is_empty() && missing.is_empty();
+    let everyone = all_run && points.len() == reports.len();
+    let window = (all_run && !windows.is_empty() && windows.len() == reports.len())
         .then(|| {
             let start = windows.iter().map(|w| w.0).max().unwrap_or(0);
             let end = windows.iter().map(|w| w.1).min().unwrap_or(0);
@@ -153,7 +158,7 @@ pub fn protection(
         .filter(|(s, e)| s <= e);
     Protection {
         recoverable_window: window,
-        protected: count(reports.len() + not_running.len() - unprotected.len()),
+        protected: count(reports.len() + not_running.len() + missing.len() - unprotected.len()),
         oldest_recovery_point: points.iter().min().copied().filter(|_| everyone),
         unprotected: unprotected
             .into_iter()
@@ -161,6 +166,56 @@ pub fn protection(
             .map(|(pod, why)| format!("{pod}: {why}"))
             .collect(),
     }
+}
+
+/// Why a pod named in [`missing_pods`] is not protected.
+pub const MISSING: &str =
+    "no such pod: its StatefulSet wants it but it does not exist (being recreated, or refused)";
+
+/// The StatefulSets whose pods are a target's: the StatefulSet itself, or the rack StatefulSets
+/// cass-operator made for a CassandraDatacenter (their controller owner).
+pub fn pod_owners<'a>(
+    kind: TargetKind,
+    target: &str,
+    statefulsets: &'a [StatefulSet],
+) -> Vec<&'a StatefulSet> {
+    statefulsets
+        .iter()
+        .filter(|s| match kind {
+            TargetKind::StatefulSet => s.metadata.name.as_deref() == Some(target),
+            TargetKind::CassandraDatacenter => {
+                s.metadata.owner_references.iter().flatten().any(|o| {
+                    o.controller == Some(true)
+                        && o.kind == TargetKind::CassandraDatacenter.as_str()
+                        && o.name == target
+                })
+            }
+        })
+        .collect()
+}
+
+/// The pods `owners` want that are not among `pods`, by name: the StatefulSet controller names
+/// its pods `<name>-<ordinal>`, ordinals `start..start + replicas`. A pod being recreated during a
+/// rollout, or one the API server refuses (quota, admission policy), runs no agent: it counts
+/// among the target's pods as not protected, so that `Ready` never counts it out.
+pub fn missing_pods(owners: &[&StatefulSet], pods: &[Pod]) -> Vec<String> {
+    let mut missing = Vec::new();
+    for sts in owners {
+        let (Some(name), Some(spec)) = (sts.metadata.name.as_deref(), sts.spec.as_ref()) else {
+            continue;
+        };
+        let start = spec.ordinals.as_ref().and_then(|o| o.start).unwrap_or(0);
+        for ordinal in start..start.saturating_add(spec.replicas.unwrap_or(1).max(0)) {
+            let pod = format!("{name}-{ordinal}");
+            if !pods
+                .iter()
+                .any(|p| p.metadata.name.as_deref() == Some(&pod))
+            {
+                missing.push(pod);
+            }
+        }
+    }
+    missing
 }
 
 /// The recovery point to write: the previous one while the new one is less than
@@ -610,17 +665,17 @@ mod tests {
             ("p-1".to_string(), with(Some(300), Some(700))),
         ];
         assert_eq!(
-            protection(&reports, &[]).recoverable_window,
+            protection(&reports, &[], &[]).recoverable_window,
             Some((300, 700))
         );
         // A pod without a window (nothing shipped yet, or after a drop): none for the target.
         let mut missing = reports.clone();
         missing.push(("p-2".to_string(), with(None, None)));
-        assert_eq!(protection(&missing, &[]).recoverable_window, None);
+        assert_eq!(protection(&missing, &[], &[]).recoverable_window, None);
         missing.pop();
         missing.push(("p-2".to_string(), Ok(report(1000, true, true, Some(1000)))));
-        assert_eq!(protection(&missing, &[]).recoverable_window, None);
-        let with_one_not_running = protection(&reports, &["p-3".to_string()]);
+        assert_eq!(protection(&missing, &[], &[]).recoverable_window, None);
+        let with_one_not_running = protection(&reports, &["p-3".to_string()], &[]);
         assert_eq!(
             with_one_not_running.recoverable_window, None,
             "a pod whose agent does not run"
@@ -634,8 +689,8 @@ mod tests {
             ("p-0".to_string(), with(Some(100), Some(200))),
             ("p-1".to_string(), with(Some(300), Some(700))),
         ];
-        assert_eq!(protection(&apart, &[]).recoverable_window, None);
-        assert_eq!(protection(&[], &[]).recoverable_window, None);
+        assert_eq!(protection(&apart, &[], &[]).recoverable_window, None);
+        assert_eq!(protection(&[], &[], &[]).recoverable_window, None);
     }
 
     #[test]
@@ -680,6 +735,7 @@ mod tests {
                 ("c-1".into(), Ok(report(1000, true, true, Some(950)))),
             ],
             &[],
+            &[],
         );
         assert_eq!(
             all,
@@ -696,6 +752,7 @@ mod tests {
                 ("c-0".into(), Ok(report(1000, true, true, Some(900)))),
             ],
             &["c-1".into()],
+            &[],
         );
         assert_eq!(some.protected, 1);
         assert_eq!(
@@ -706,8 +763,76 @@ mod tests {
         assert!(some.unprotected[0].starts_with("c-1: the agent is not running"));
         assert!(some.unprotected[1].starts_with("c-2: the agent waits"));
         let many: Vec<String> = (0..9).map(|i| format!("c-{i}")).collect();
-        let p = protection(&[], &many);
+        let p = protection(&[], &many, &[]);
         assert_eq!((p.protected, p.unprotected.len()), (0, UNPROTECTED_NAMED));
+    }
+
+    #[test]
+    fn a_pod_its_statefulset_wants_and_that_does_not_exist_is_not_protected() {
+        let sts = |name: &str, replicas: Option<i32>, start: Option<i32>, owner: Option<&str>| {
+            let mut s: StatefulSet = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name},
+                "spec": {"selector": {}, "template": {}, "serviceName": "x"}
+            }))
+            .unwrap();
+            let spec = s.spec.as_mut().unwrap();
+            spec.replicas = replicas;
+            spec.ordinals = start.map(|start| k8s_openapi::api::apps::v1::StatefulSetOrdinals {
+                start: Some(start),
+            });
+            s.metadata.owner_references = owner.map(|dc| {
+                vec![
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                        api_version: "cassandra.datastax.com/v1beta1".into(),
+                        kind: "CassandraDatacenter".into(),
+                        name: dc.into(),
+                        controller: Some(true),
+                        ..Default::default()
+                    },
+                ]
+            });
+            s
+        };
+        let named = |name: &str| Pod {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let all = [
+            sts("cass", Some(3), None, None),
+            sts("one", None, Some(5), None),
+            sts("dc1-r1-sts", Some(2), None, Some("dc1")),
+            sts("dc1-r2-sts", Some(1), None, Some("dc1")),
+            sts("dc2-r1-sts", Some(1), None, Some("dc2")),
+        ];
+        let pods = [named("cass-0"), named("cass-2"), named("dc1-r1-sts-1")];
+        let owners = pod_owners(TargetKind::StatefulSet, "cass", &all);
+        assert_eq!(missing_pods(&owners, &pods), ["cass-1"]);
+        // No replicas is one; ordinals start where the spec says.
+        let owners = pod_owners(TargetKind::StatefulSet, "one", &all);
+        assert_eq!(missing_pods(&owners, &pods), ["one-5"]);
+        let owners = pod_owners(TargetKind::CassandraDatacenter, "dc1", &all);
+        assert_eq!(
+            missing_pods(&owners, &pods),
+            ["dc1-r1-sts-0", "dc1-r2-sts-0"]
+        );
+        assert!(pod_owners(TargetKind::CassandraDatacenter, "cass", &all).is_empty());
+        let mut scaled = sts("cass", Some(0), None, None);
+        assert!(missing_pods(&[&scaled], &pods).is_empty());
+        scaled.spec.as_mut().unwrap().replicas = Some(2);
+        assert!(missing_pods(&[&scaled], &pods[..1]) == ["cass-1"]);
+
+        // Missing pods count among the target's and are named; nothing is fully protected.
+        let p = protection(
+            &[("cass-0".into(), Ok(report(1000, true, true, Some(900))))],
+            &[],
+            &["cass-1".into()],
+        );
+        assert_eq!(p.protected, 1);
+        assert_eq!(p.unprotected, [format!("cass-1: {MISSING}")]);
+        assert_eq!(p.oldest_recovery_point, None, "cass-1 has none");
     }
 
     #[test]
