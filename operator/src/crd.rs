@@ -414,7 +414,8 @@ pub struct TargetStatus {
     /// Pods of the target whose agent container is running.
     #[serde(default)]
     pub pods_ready: i32,
-    /// Pods of the target.
+    /// Pods of the target: those that exist and those its StatefulSets want that do not (being
+    /// recreated, or refused; named in `unprotected`).
     #[serde(default)]
     pub pods_total: i32,
     /// Pods whose agent says it ships: the bucket check passed, its loops turn, and nothing has
