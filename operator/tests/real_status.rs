@@ -279,3 +279,107 @@ async fn ready_and_degraded_follow_the_pods_the_statefulset_controller_rolls() {
     common::release_finalizer(&client, &ns).await;
     common::drop_namespace(&client, &ns).await;
 }
+
+/// A pod its StatefulSet wants and the API server will not create (here an admission policy,
+/// as with a quota, or during a rollout between the old pod's deletion and the new one's
+/// creation) runs no agent: it counts among the target's pods, is named as not protected, and
+/// the TableSnap is not Ready while the one pod that exists ships (the status said "1 of 1
+/// protected", Ready, when the real StatefulSet controller was between pods).
+#[tokio::test]
+async fn a_pod_the_statefulset_wants_and_cannot_have_is_not_protected() {
+    let Some(client) =
+        common::client("a_pod_the_statefulset_wants_and_cannot_have_is_not_protected").await
+    else {
+        return;
+    };
+    common::install_tablesnap_crd(&client).await;
+    let ns = common::namespace(&client, "missing").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let policy = common::deny_policy(
+        &client,
+        &ns,
+        &format!("{ns}-no-cass-1"),
+        json!({"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}),
+        "object.metadata.name != 'cass-1'",
+        "cass-1 is refused by policy",
+    )
+    .await;
+    let probe: Pod = serde_json::from_value(json!({"metadata": {"name": "cass-1"}, "spec": {"containers": [{"name": "c", "image": "x"}]}})).unwrap();
+    common::wait_for("the policy in force", WAIT, || async {
+        let pp = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        pods.create(&pp, &probe).await.is_err().then_some(())
+    })
+    .await;
+    let sts: StatefulSet = serde_json::from_value(json!({
+        "metadata": {"name": "cass", "labels": {"backup": "tablesnap"}},
+        "spec": {
+            "replicas": 2, "serviceName": "cass", "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "OnDelete"},
+            "selector": {"matchLabels": {"app": "cass"}},
+            "template": {"metadata": {"labels": {"app": "cass"}}, "spec": {"containers": [{"name": "cassandra", "image": "cassandra:5.0", "volumeMounts": [{"name": "data", "mountPath": "/var/lib/cassandra"}]}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]
+        }
+    }))
+    .unwrap();
+    Api::<StatefulSet>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &sts)
+        .await
+        .unwrap();
+    common::wait_for(
+        "the StatefulSet controller creates cass-0",
+        WAIT,
+        || async { pods.get_opt("cass-0").await.ok()?.map(|_| ()) },
+    )
+    .await;
+    let port = common::free_port();
+    let ts: TableSnap = serde_json::from_value(json!({
+        "apiVersion": "tablesnap.io/v1alpha1", "kind": "TableSnap",
+        "metadata": {"name": "nightly"},
+        "spec": {"bucket": "backups", "region": "garage", "agent": {"httpPort": port}, "targets": {"selector": {"matchLabels": {"backup": "tablesnap"}}}}
+    }))
+    .unwrap();
+    Api::<TableSnap>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &ts)
+        .await
+        .unwrap();
+    let status = reconciled(&client, &ns).await;
+    let t = &status.targets[0];
+    assert_eq!(
+        (t.injected, t.pods_ready, t.pods_protected, t.pods_total),
+        (true, 0, 0, 2),
+        "{status:?}"
+    );
+
+    // cass-0 takes the sidecar and its agent ships; cass-1 still cannot be created.
+    let store = tempfile::tempdir().unwrap();
+    let store_url = format!("file://{}", store.path().display());
+    let hash = template_hash(&client, &ns).await;
+    pods.delete("cass-0", &Default::default()).await.unwrap();
+    let _agent = common::AgentProcess::start("127.0.3.3", port, &[&store_url]).await;
+    rolled_and_running(&client, &ns, "cass-0", &hash, "127.0.3.3").await;
+    assert!(pods.get_opt("cass-1").await.unwrap().is_none());
+    let status = reconciled(&client, &ns).await;
+    let t = &status.targets[0];
+    assert_eq!(
+        (t.pods_ready, t.pods_protected, t.pods_total),
+        (1, 1, 2),
+        "{status:?}"
+    );
+    assert_eq!(
+        t.unprotected,
+        [format!("cass-1: {}", tablesnap_operator::status::MISSING)],
+        "{t:?}"
+    );
+    assert_eq!(t.oldest_recovery_point, None, "cass-1 has none: {t:?}");
+    assert_eq!(condition(&status, "Ready").0, "False", "{status:?}");
+    assert_eq!(
+        condition(&status, "Degraded"),
+        ("True".into(), "AgentsNotRunning".into())
+    );
+    policy.remove().await;
+    common::release_finalizer(&client, &ns).await;
+    common::drop_namespace(&client, &ns).await;
+}
