@@ -15,7 +15,7 @@ use crate::checksum::{ChecksumKind, Expected, hash_path};
 use crate::error::{Error, Result};
 use crate::meta::ObjectMeta;
 use crate::queue::{Version, Work};
-use crate::ready::{DirKind, DirState, SSTable, complete, dir_kind};
+use crate::ready::{DirKind, DirState, SSTable, complete, dir_kind, settled};
 use crate::sstable::{Name, parse_name, parse_toc, parse_txn};
 use crate::stage::{Pin, pin};
 use crate::store::Source;
@@ -61,9 +61,8 @@ pub async fn ship_dir(ctx: &Arc<Ctx>, dir: &Path) -> Result<Shipped> {
     }
 }
 
-/// The complete SSTables of `dir` whose every file the include/exclude rule accepts.
-fn shippable(ctx: &Ctx, dir: &Path, st: &DirState) -> Vec<SSTable> {
-    let mut ready = complete(dir, st);
+/// The settled SSTables of `dir` whose every file the include/exclude rule accepts.
+fn shippable(ctx: &Ctx, dir: &Path, mut ready: Vec<SSTable>) -> Vec<SSTable> {
     ready.retain(|s| {
         s.names
             .iter()
@@ -110,7 +109,7 @@ fn read_state(dir: &Path) -> std::io::Result<DirState> {
             }
             Name::TxnLog => match std::fs::read_to_string(&path) {
                 Ok(t) => st.txns.push(parse_txn(&t)),
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => st.torn = true,
                 Err(err) => return Err(err),
             },
             Name::Temporary | Name::Other => {}
@@ -142,6 +141,25 @@ async fn state(dir: &Path) -> Result<DirState> {
         .await
         .expect("read_state panicked")
         .map_err(|e| Error::io(dir, e))
+}
+
+/// Reads of a directory, at most, until two consecutive ones agree on what is complete.
+const SETTLE_READS: usize = 5;
+
+/// The state of `dir` and its settled SSTables ([`settled`]): read until two consecutive reads
+/// agree on every SSTable complete in the later one, at most [`SETTLE_READS`] times. What is
+/// still unsettled then waits for the next event or rescan.
+async fn settled_state(dir: &Path) -> Result<(DirState, Vec<SSTable>)> {
+    let mut earlier = state(dir).await?;
+    let mut later = state(dir).await?;
+    for _ in 2..SETTLE_READS {
+        if !earlier.torn && !later.torn && settled(dir, &earlier, &later) == complete(dir, &later) {
+            break;
+        }
+        earlier = std::mem::replace(&mut later, state(dir).await?);
+    }
+    let ready = settled(dir, &earlier, &later);
+    Ok((later, ready))
 }
 
 /// Files of `names` in `dir` that the bucket does not hold at their current version.
@@ -285,9 +303,9 @@ async fn index_names(ctx: &Arc<Ctx>, dir: &Path, backups: bool) -> Result<Vec<St
     let mut names = if backups {
         ctx.shipped.names_in(dir)
     } else {
-        let now = state(dir).await?;
+        let (now, ready) = settled_state(dir).await?;
         let mut names = Vec::new();
-        for s in shippable(ctx, dir, &now) {
+        for s in shippable(ctx, dir, ready) {
             if s.names.iter().all(|n| {
                 now.files
                     .get(n)
@@ -305,8 +323,8 @@ async fn index_names(ctx: &Arc<Ctx>, dir: &Path, backups: bool) -> Result<Vec<St
 
 async fn ship_sstables(ctx: &Arc<Ctx>, dir: &Path, backups: bool) -> Result<Shipped> {
     let mut done = Shipped::default();
-    let st = state(dir).await?;
-    let ready = shippable(ctx, dir, &st);
+    let (st, ready) = settled_state(dir).await?;
+    let ready = shippable(ctx, dir, ready);
     if ready.is_empty() {
         return Ok(done);
     }

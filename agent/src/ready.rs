@@ -19,6 +19,9 @@ pub struct DirState {
     /// For `backups/` (hard links, no transaction logs): the names in the live directory they
     /// are linked from, to tell an SAI component still to be linked from one never written.
     pub linked_from: Option<BTreeSet<String>>,
+    /// A transaction log was listed and gone before it could be read: the listing may predate
+    /// files written before its COMMIT, so this read cannot tell what is complete.
+    pub torn: bool,
 }
 
 /// A complete, committed, live SSTable.
@@ -124,6 +127,32 @@ pub fn complete(dir: &Path, st: &DirState) -> Vec<SSTable> {
     out
 }
 
+/// The SSTables complete in both of two consecutive reads of `dir`, with the same files at the
+/// same versions; none when either read is torn.
+///
+/// One read cannot be trusted alone: a listing is taken before the transaction logs it names are
+/// read, so a flush that writes its last components, appends COMMIT and deletes its log in that
+/// gap looks complete without those components (seen in the fault test of compaction during
+/// upload: an SAI ColumnComplete.db was never shipped). Every file a read missed that way exists
+/// before the next read begins, so the two reads disagree about that SSTable.
+pub fn settled(dir: &Path, earlier: &DirState, later: &DirState) -> Vec<SSTable> {
+    if earlier.torn || later.torn {
+        return Vec::new();
+    }
+    let before = complete(dir, earlier);
+    complete(dir, later)
+        .into_iter()
+        .filter(|s| {
+            before.iter().any(|b| {
+                b.names == s.names
+                    && s.names
+                        .iter()
+                        .all(|n| earlier.files.get(n) == later.files.get(n))
+            })
+        })
+        .collect()
+}
+
 /// An SSTable prefix without its trailing `-` (3.0/3.11 logs write `…/mc-5-big`, 4.0+ `…/nb-5-big-`).
 fn bare(prefix: &str) -> &str {
     prefix.strip_suffix('-').unwrap_or(prefix)
@@ -206,6 +235,7 @@ mod tests {
                 .collect(),
             txns: txns.iter().map(|t| parse_txn(t)).collect(),
             linked_from: None,
+            torn: false,
         }
     }
 
@@ -404,6 +434,55 @@ mod tests {
         st.files.remove("nb-1-big-TOC.txt");
         st.tocs.clear();
         assert!(complete(&d, &st).is_empty());
+    }
+
+    /// Regression (the fault test of compaction during upload, CI): a read whose listing missed
+    /// the last component of a flush whose log was committed and deleted by the time it was read
+    /// took the SSTable as complete without it. Only what two consecutive reads agree on is
+    /// settled.
+    #[test]
+    fn only_what_two_reads_agree_on_is_settled() {
+        let d = Path::new(T);
+        let full = [
+            "oa-3-big-Data.db",
+            "oa-3-big-TOC.txt",
+            "oa-3-big-SAI+aa+s+ColumnComplete.db",
+        ];
+        let a = state(&full[..2], &[], &[]);
+        let b = state(&full, &[], &[]);
+        assert_eq!(complete(d, &a).len(), 1, "the torn read looks complete");
+        assert!(
+            settled(d, &a, &b).is_empty(),
+            "a component the first read missed"
+        );
+        assert!(
+            settled(d, &b, &a).is_empty(),
+            "a component gone between the reads"
+        );
+        let c = settled(d, &b, &b.clone());
+        assert_eq!(c, complete(d, &b));
+        assert_eq!(c[0].names.len(), 3);
+        // The same names at another version (still written, or rewritten) are not settled.
+        let mut grown = b.clone();
+        grown.files.get_mut("oa-3-big-Data.db").unwrap().size += 1;
+        assert!(settled(d, &b, &grown).is_empty());
+        assert!(settled(d, &grown, &b).is_empty());
+        // Complete only in the later read (it just committed): not yet.
+        let add = format!("ADD:[{T}/oa-3-big-,0,3][1]\n");
+        let open = state(&full, &[], &[&add]);
+        assert!(settled(d, &open, &b).is_empty());
+        // A log that vanished while either read ran leaves nothing settled.
+        let mut torn = b.clone();
+        torn.torn = true;
+        assert!(settled(d, &torn, &b).is_empty());
+        assert!(settled(d, &b, &torn).is_empty());
+        // SSTables the reads agree on are settled while another one changes.
+        let two = [&full[..], &["oa-4-big-Data.db"]].concat();
+        let mut two_later = state(&two, &[], &[]);
+        two_later.files.get_mut("oa-4-big-Data.db").unwrap().size += 1;
+        let c = settled(d, &state(&two, &[], &[]), &two_later);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].prefix, "oa-3-big-");
     }
 
     #[test]

@@ -48,7 +48,7 @@ proptest! {
             tocs.insert(first.clone(), tablesnap::sstable::parse_toc(&toc));
         }
         let linked_from = (names.len() % 2 == 0).then(|| names.iter().skip(1).cloned().collect());
-        let st = DirState { files, tocs, txns: vec![tablesnap::sstable::parse_txn(&txn)], linked_from };
+        let st = DirState { files, tocs, txns: vec![tablesnap::sstable::parse_txn(&txn)], linked_from, torn: false };
         let dir = Path::new("/var/lib/cassandra/data/ks/t-0123");
         let _ = tablesnap::ready::complete(dir, &st);
         let _ = tablesnap::ready::dir_kind(dir);
