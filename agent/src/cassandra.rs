@@ -152,14 +152,15 @@ const SETTLE_READS: usize = 5;
 async fn settled_state(dir: &Path) -> Result<(DirState, Vec<SSTable>)> {
     let mut earlier = state(dir).await?;
     let mut later = state(dir).await?;
-    for _ in 2..SETTLE_READS {
-        if !earlier.torn && !later.torn && settled(dir, &earlier, &later) == complete(dir, &later) {
-            break;
+    let mut reads = 2;
+    loop {
+        let ready = settled(dir, &earlier, &later);
+        if reads == SETTLE_READS || ready == complete(dir, &later) {
+            return Ok((later, ready));
         }
         earlier = std::mem::replace(&mut later, state(dir).await?);
+        reads += 1;
     }
-    let ready = settled(dir, &earlier, &later);
-    Ok((later, ready))
 }
 
 /// Files of `names` in `dir` that the bucket does not hold at their current version.
